@@ -1,0 +1,14 @@
+"""Where mmboat registers its modules.
+
+mmboat registers its models into MMEngine's root ``MODELS`` registry, the
+parent of the ``MODELS`` registries of mmdet, mmsegmentation and mmpretrain.
+A config of any of them finds ``type='BOATSwinTransformer'`` once
+``mmboat.models`` is imported, e.g. with::
+
+    custom_imports = dict(imports=['mmboat.models'], allow_failed_imports=False)
+
+Importing ``mmboat`` never imports mmdet, mmseg or mmpretrain.
+"""
+from mmengine.registry import MODELS
+
+__all__ = ['MODELS']

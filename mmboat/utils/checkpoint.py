@@ -1,0 +1,153 @@
+"""Loading checkpoint files without executing code from them.
+
+``torch.load(weights_only=False)`` runs whatever a pickle asks for, and
+``weights_only=True`` refuses the objects that real release files carry (a
+yacs ``CfgNode`` in BOAT-Swin files, an ``argparse.Namespace`` in timm
+files). :func:`load_checkpoint_file` unpickles with an allow-list: tensors,
+storages and plain containers are rebuilt, and every other class named in the
+file becomes an inert :class:`OpaqueObject` that records its arguments and
+state and runs nothing.
+"""
+import collections
+import os
+import pickle
+import zipfile
+from typing import Any, Dict
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable, truncated or of the wrong kind."""
+
+
+class OpaqueObject(dict):
+    """Stand-in for a class named in a checkpoint that is not allow-listed.
+
+    Keeps what the pickle stored (constructor arguments, items, state) as
+    data; never imports or calls the original class.
+    """
+    _pickle_class = '?'
+    args: tuple = ()
+    state: Any = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        self.args = args
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def append(self, item):
+        self.setdefault('_items', []).append(item)
+
+    def extend(self, items):
+        self.setdefault('_items', []).extend(items)
+
+    def __repr__(self):
+        return f'OpaqueObject({self._pickle_class})'
+
+
+def _opaque(module: str, name: str) -> type:
+    return type(name, (OpaqueObject, ), {'_pickle_class': f'{module}.{name}'})
+
+
+def _reconstructor(cls, base, state):
+    """Safe ``copyreg._reconstructor``: only allowed or opaque classes."""
+    return cls.__new__(cls) if isinstance(cls, type) and issubclass(
+        cls, OpaqueObject) else cls()
+
+
+_ALLOWED = {
+    ('collections', 'OrderedDict'): collections.OrderedDict,
+    ('collections', 'defaultdict'): collections.defaultdict,
+    ('builtins', 'set'): set,
+    ('__builtin__', 'set'): set,
+    ('builtins', 'frozenset'): frozenset,
+    ('builtins', 'slice'): slice,
+    ('builtins', 'complex'): complex,
+    ('builtins', 'bytearray'): bytearray,
+    ('builtins', 'object'): object,
+    ('copyreg', '_reconstructor'): _reconstructor,
+    ('torch._utils', '_rebuild_tensor'): torch._utils._rebuild_tensor,
+    ('torch._utils', '_rebuild_tensor_v2'): torch._utils._rebuild_tensor_v2,
+    ('torch._utils', '_rebuild_parameter'): torch._utils._rebuild_parameter,
+    ('torch._utils', '_rebuild_parameter_with_state'):
+    torch._utils._rebuild_parameter_with_state,
+    ('torch', 'Size'): torch.Size,
+    ('torch', 'device'): torch.device,
+    ('numpy.core.multiarray', 'scalar'): None,  # resolved lazily below
+    ('numpy._core.multiarray', 'scalar'): None,
+    ('numpy', 'dtype'): None,
+}
+_TORCH_DTYPES = {
+    name
+    for name in dir(torch) if isinstance(getattr(torch, name), torch.dtype)
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+
+    def find_class(self, module, name):
+        if (module, name) in _ALLOWED:
+            obj = _ALLOWED[(module, name)]
+            if obj is None:  # numpy scalars / dtypes: plain data
+                import numpy
+                obj = numpy.dtype if name == 'dtype' else \
+                    numpy.core.multiarray.scalar
+            return obj
+        if module == 'torch' and name in _TORCH_DTYPES:
+            return getattr(torch, name)
+        if module == 'torch' and name.endswith('Storage'):
+            return getattr(torch, name)
+        return _opaque(module, name)
+
+
+class _RestrictedPickleModule:
+    """A ``pickle_module`` for :func:`torch.load` that runs no foreign code."""
+    Unpickler = _RestrictedUnpickler
+    UnpicklingError = pickle.UnpicklingError
+    __name__ = 'mmboat_restricted_pickle'
+
+    @staticmethod
+    def load(f, **kwargs):
+        return _RestrictedUnpickler(f, **kwargs).load()
+
+
+def load_checkpoint_file(path: str, map_location='cpu') -> Dict[str, Any]:
+    """Read a checkpoint file safely; see the module docstring.
+
+    Args:
+        path (str): a ``.pth`` / ``.pth.tar`` file (zip or legacy format).
+        map_location: passed to :func:`torch.load`.
+
+    Returns:
+        dict: the top-level object of the file.
+
+    Raises:
+        CheckpointError: missing, empty, truncated or non-PyTorch files.
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError(f'checkpoint file not found: {path}')
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f'checkpoint file is empty: {path}')
+    try:
+        obj = torch.load(
+            path,
+            map_location=map_location,
+            pickle_module=_RestrictedPickleModule,
+            weights_only=False)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile,
+            ValueError, KeyError, AttributeError) as e:
+        hint = ''
+        if zipfile.is_zipfile(path) or 'zip' in str(e) or isinstance(
+                e, EOFError):
+            hint = ' The file looks truncated or corrupt: download it again.'
+        raise CheckpointError(
+            f'cannot read checkpoint {path}: {type(e).__name__}: {e}.{hint}'
+        ) from e
+    if not isinstance(obj, dict):
+        raise CheckpointError(
+            f'checkpoint {path} holds a {type(obj).__name__}, not a dict of '
+            'weights; it is not a PyTorch training checkpoint')
+    return obj
