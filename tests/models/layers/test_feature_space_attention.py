@@ -1,0 +1,212 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmboat.models.layers import (FeatureSpaceLocalAttention,
+                                  balanced_hierarchical_clustering,
+                                  num_cluster_levels)
+from tests.conftest import reference_fixture
+
+
+def build(embed_dims=32, num_heads=2, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    m = FeatureSpaceLocalAttention(embed_dims, num_heads, **kwargs)
+    # LePE conv starts at PyTorch's default init; make every part matter
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    return m.double().eval()
+
+
+def reference_fsla(m, x, hw):
+    """Slow, loop-based FSLA over groups of unequal size (no padding)."""
+    B, N, C = x.shape
+    h, d, S, o = m.num_heads, m.head_dims, m.cluster_size, m.overlap
+    qkv = m.qkv(x).view(B, N, 3, h, d)
+    q, k, v = qkv.unbind(2)
+    out = torch.zeros(B, N, h, d, dtype=x.dtype)
+    L = num_cluster_levels(N, S)
+    for b in range(B):
+        for hd in range(h):
+            feats = q[b, :, hd]
+            groups = [list(range(N))]
+            for _ in range(L):
+                children = []
+                for g in groups:
+                    n1 = (len(g) + 1) // 2
+                    X = feats[g]
+                    Xn = F.normalize(X, dim=-1)
+                    c = F.normalize(torch.stack([X[:n1].mean(0), X[n1:].mean(0)]), dim=-1)
+                    for _ in range(m.num_iters):
+                        a = torch.softmax(m.temperature * Xn @ c.T, dim=-1)
+                        c = F.normalize(a.T @ X, dim=-1)
+                    cos = Xn @ c.T
+                    r = (cos[:, 0] + 1) / (cos[:, 1] + 1)
+                    srt = [g[i] for i in r.argsort().tolist()]
+                    children += [srt[:n1], srt[n1:]]
+                groups = children
+            for j, g in enumerate(groups):
+                keys = list(g)
+                if L > 0:
+                    sib = groups[j ^ 1]
+                    keys += sib[:o] if j % 2 == 0 else sib[max(0, len(sib) - o):]
+                att = torch.softmax(q[b, g, hd] @ k[b, keys, hd].T * m.scale, -1)
+                out[b, g, hd] = att @ v[b, keys, hd]
+    out = out.reshape(B, N, C)
+    H, W = hw
+    lepe = m.get_v(v.reshape(B, N, C).transpose(1, 2).reshape(B, C, H, W))
+    return m.proj(out + lepe.flatten(2).transpose(1, 2))
+
+
+def rel_err(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.mark.parametrize('name', ['fsla_module_swin.pth', 'fsla_module_cswin.pth'])
+def test_parity_with_published_module(name):
+    ref = torch.load(reference_fixture(name), weights_only=True)
+    arch = ref['arch']
+    m = FeatureSpaceLocalAttention(
+        arch['dim'], arch['num_heads'], cluster_size=arch['cluster_size'],
+        overlap=arch['overlap'], qk_scale=arch['qk_scale'])
+    m.load_state_dict(ref['state_dict'])
+    m.double().eval()
+    with torch.no_grad():
+        out = m(ref['input'], arch['hw'])
+    assert rel_err(out, ref['output']) <= 1e-6
+
+
+@pytest.mark.parametrize('hw,cluster_size,overlap', [
+    ((14, 14), 49, 20),   # N = 49 * 4: exactly the published layout
+    ((7, 9), 49, 20),     # one cluster larger than S
+    ((10, 10), 49, 20),   # 2 leaves of 50
+    ((13, 11), 49, 20),   # 4 leaves, 1 padding slot
+    ((20, 17), 49, 20),   # 8 leaves, 4 padding slots
+    ((1, 1), 49, 20),
+    ((2, 3), 49, 20),
+    ((5, 7), 4, 3),       # 8 leaves of 4-5, deep tree
+    ((3, 11), 8, 7),      # overlap larger than some siblings
+])
+def test_matches_loop_reference_without_padding(hw, cluster_size, overlap):
+    m = build(cluster_size=cluster_size, overlap=overlap)
+    torch.manual_seed(1)
+    x = torch.randn(2, hw[0] * hw[1], 32, dtype=torch.float64)
+    with torch.no_grad():
+        out = m(x, hw)
+        ref = reference_fsla(m, x, hw)
+    assert rel_err(out, ref) < 1e-12
+
+
+@pytest.mark.parametrize('N,S', [(3136, 49), (100, 49), (143, 49), (340, 49),
+                                 (49, 49), (10, 49), (1, 49), (66800, 49),
+                                 (37, 4)])
+def test_every_token_is_query_of_one_cluster(N, S):
+    torch.manual_seed(0)
+    x = torch.randn(3, N, 8)
+    order, layout = balanced_hierarchical_clustering(x, S)
+    L = num_cluster_levels(N, S)
+    assert L == (0 if N <= S else max(0, round(math.log2(N / S))))
+    assert order.shape == (3, 2**L, math.ceil(N / 2**L))
+    for row in order.view(3, -1):
+        real = row[row >= 0]
+        assert torch.equal(real.sort().values, torch.arange(N))
+    # leaves hold floor or ceil of N / 2**L real tokens; at most 2**L - 1 pads
+    sizes = (order >= 0).sum(-1)
+    assert set(sizes.unique().tolist()) <= {N // 2**L, math.ceil(N / 2**L)}
+    assert (order < 0).sum(-1).sum(-1).max() <= 2**L - 1
+    # the layout does not depend on the data
+    assert torch.equal(order < 0, (layout.leaf_valid == 0).expand_as(order))
+
+
+def test_clustering_groups_similar_tokens():
+    # two well separated blobs of 49 tokens each end up in separate clusters
+    torch.manual_seed(0)
+    a = torch.randn(49, 16) * 0.05 + torch.tensor([1.] + [0.] * 15)
+    b = torch.randn(49, 16) * 0.05 + torch.tensor([0., 1.] + [0.] * 14)
+    x = torch.cat([a, b])[torch.randperm(98)][None]
+    order, _ = balanced_hierarchical_clustering(x, 49)
+    labels = (x[0, :, 0] > 0.5).long()
+    for leaf in order[0]:
+        assert labels[leaf].unique().numel() == 1
+
+
+def test_batch_independence():
+    m = build(32, 4)
+    torch.manual_seed(2)
+    x = torch.randn(3, 13 * 11, 32, dtype=torch.float64)
+    with torch.no_grad():
+        out = m(x, (13, 11))
+        for i in range(3):
+            torch.testing.assert_close(out[i:i + 1], m(x[i:i + 1], (13, 11)),
+                                       rtol=1e-12, atol=1e-12)
+
+
+def test_single_cluster_is_global_attention_plus_lepe():
+    m = build(32, 2)
+    torch.manual_seed(3)
+    x = torch.randn(2, 42, 32, dtype=torch.float64)
+    with torch.no_grad():
+        out = m(x, (6, 7))
+        q, k, v = m.qkv(x).view(2, 42, 3, 2, 16).permute(2, 0, 3, 1, 4)
+        att = torch.softmax(q @ k.transpose(-1, -2) * 16**-0.5, -1) @ v
+        att = att.transpose(1, 2).reshape(2, 42, 32)
+        lepe = m.get_v(v.transpose(1, 2).reshape(2, 42, 32).transpose(1, 2).reshape(2, 32, 6, 7))
+        ref = m.proj(att + lepe.flatten(2).transpose(1, 2))
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_gradients_reach_all_parameters_and_gradcheck():
+    m = build(4, 2, cluster_size=4, overlap=2)
+    torch.manual_seed(4)
+    x = torch.randn(2, 20, 4, dtype=torch.float64, requires_grad=True)
+    params = dict(m.named_parameters())
+
+    def f(x, *values):
+        return torch.func.functional_call(m, dict(zip(params, values)), (x, (4, 5)))
+
+    assert torch.autograd.gradcheck(f, (x, *params.values()), eps=1e-6, atol=1e-5)
+    m.zero_grad()
+    m(x, (4, 5)).square().sum().backward()
+    for name in ('qkv.weight', 'qkv.bias', 'proj.weight', 'get_v.weight', 'get_v.bias'):
+        assert params[name].grad is not None and params[name].grad.abs().sum() > 0, name
+
+
+def test_repeated_runs_are_identical():
+    m = build(32, 2).float()
+    x = torch.randn(2, 20 * 17, 32)
+    with torch.no_grad():
+        assert torch.equal(m(x, (20, 17)), m(x, (20, 17)))
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_autocast_has_no_nan(dtype):
+    # Half precision changes near-ties of the clustering sorts, so outputs
+    # are compared for finiteness, not against float32.
+    m = build(32, 2).float()
+    x = torch.randn(2, 20 * 17, 32, requires_grad=True)
+    with torch.autocast('cpu', dtype=dtype):
+        out = m(x * 10, (20, 17))
+    assert out.dtype == dtype
+    assert torch.isfinite(out).all()
+    out.float().square().mean().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('kwargs,name', [
+    (dict(cluster_size=1), 'cluster_size'),
+    (dict(overlap=49), 'overlap'),
+    (dict(overlap=-1), 'overlap'),
+    (dict(embed_dims=30, num_heads=4), 'num_heads'),
+])
+def test_bad_arguments_raise(kwargs, name):
+    args = dict(embed_dims=32, num_heads=2)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=name):
+        FeatureSpaceLocalAttention(**args)
+
+
+def test_wrong_grid_raises():
+    m = build(32, 2)
+    with pytest.raises(ValueError, match='hw_shape'):
+        m(torch.randn(1, 50, 32, dtype=torch.float64), (7, 7))
