@@ -196,16 +196,24 @@ def _cluster(x, cluster_size, num_iters, temperature, overlap):
     for level, (first, second, valid, src) in enumerate(layout.levels):
         G, T = 2**level, Np >> level
         q = feats.view(B, G, T, d)
-        w = torch.stack([first, second], dim=1).to(feats.dtype)  # (G, 2, T)
-        cent = F.normalize(torch.matmul(w, q), dim=-1)  # (B, G, 2, d)
-        qn = inv_norm.view(B, G, T, 1)
+        if src is None:  # no padding: the two halves of every group
+            cent = q.view(B, G, 2, T // 2, d).sum(3)
+        else:
+            w = torch.stack([first, second], dim=1).to(q.dtype)  # (G, 2, T)
+            cent = torch.matmul(w, q)
+        cent = F.normalize(cent, dim=-1)  # (B, G, 2, d)
+        qn = inv_norm.view(B, G, T)
         for _ in range(num_iters):
-            cos = torch.matmul(q, cent.transpose(-1, -2)) * qn  # (B, G, T, 2)
-            assign = torch.softmax(cos * temperature, dim=-1)
-            cent = F.normalize(
-                torch.matmul(assign.transpose(-1, -2), q), dim=-1)
-        cos = torch.matmul(q, cent.transpose(-1, -2)) * qn
-        ratio = (cos[..., 0] + 1) / (cos[..., 1] + 1)  # (B, G, T)
+            # softmax over two centroids == sigmoid of the cosine difference
+            delta = (cent[:, :, 0] - cent[:, :, 1]).unsqueeze(-1)
+            diff = torch.matmul(q, delta).view(B, G, T).mul_(qn)
+            assign = torch.sigmoid(diff.mul_(temperature))
+            assign = torch.stack([assign, 1 - assign], dim=2)  # (B, G, 2, T)
+            cent = F.normalize(torch.matmul(assign, q), dim=-1)
+        cos = torch.matmul(q, cent.transpose(-1, -2))  # (B, G, T, 2)
+        qn = qn.unsqueeze(-1)
+        ratio = (cos[..., 0:1] * qn + 1).div_(cos[..., 1:2] * qn + 1)
+        ratio = ratio.view(B, G, T)
         if src is not None:
             big = torch.finfo(ratio.dtype).max
             ratio = torch.nan_to_num(ratio, nan=big, posinf=big)
@@ -216,9 +224,11 @@ def _cluster(x, cluster_size, num_iters, temperature, overlap):
         perm = perm + (torch.arange(G, device=x.device) * T)[:, None]
         perm = perm.view(B, Np)
         order = order.gather(1, perm)
-        flat = (perm + base).view(-1)
-        feats = feats.reshape(B * Np, d).index_select(0, flat).view(B, Np, d)
-        inv_norm = inv_norm.view(-1).index_select(0, flat).view(B, Np)
+        if level + 1 < L:  # the last level only needs the order
+            flat = (perm + base).view(-1)
+            feats = feats.reshape(B * Np, d).index_select(0, flat)
+            feats = feats.view(B, Np, d)
+            inv_norm = inv_norm.view(-1).index_select(0, flat).view(B, Np)
     order = torch.where(order < N, order, -1)
     return order.view(B, 2**L, m), layout
 
@@ -316,7 +326,6 @@ class FeatureSpaceLocalAttention(nn.Module):
             q, self.cluster_size, self.num_iters, self.temperature,
             self.overlap)
         G, m = order.shape[1:]
-        pad = order < 0
         token = order.clamp(min=0).view(B, h, G * m)
         # row of (b, token, part, head) in `rows`
         bh = (torch.arange(B, device=x.device)[:, None, None] * N * 3 * h +
@@ -339,8 +348,8 @@ class FeatureSpaceLocalAttention(nn.Module):
         # back to the token order: slot of (b, head, token)
         slot = torch.empty(B * h, N, dtype=torch.long, device=x.device)
         slot_ids = torch.arange(G * m, device=x.device).expand(B * h, G * m)
-        if bool(pad.any()):
-            keep = ~pad.view(B * h, G * m)
+        if G * m > N:  # padding slots hold no token
+            keep = (order >= 0).view(B * h, G * m)
             slot.view(-1).scatter_(
                 0, (order.view(B * h, -1) +
                     torch.arange(B * h, device=x.device)[:, None] * N)[keep],
@@ -353,6 +362,8 @@ class FeatureSpaceLocalAttention(nn.Module):
         out = out.view(B, N, C)
 
         # LePE on the values in image order, heads concatenated head-major
-        v = qkv.view(B, N, 3, C)[:, :, 2].transpose(1, 2).reshape(B, C, H, W)
-        out = out + self.get_v(v).flatten(2).transpose(1, 2)
+        # (B, N, C) is the channels-last layout of (B, C, H, W)
+        v = qkv.view(B, N, 3, C)[:, :, 2].reshape(B, H, W, C)
+        lepe = self.get_v(v.permute(0, 3, 1, 2))
+        out = out + lepe.permute(0, 2, 3, 1).reshape(B, N, C)
         return self.proj_drop(self.proj(out))

@@ -1,0 +1,770 @@
+"""BOAT-CSWin: the CSWin Transformer with feature-space local attention.
+
+A CSWin Transformer (Dong et al. 2022: 7x7 stride-4 convolution stem,
+cross-shaped stripe attention with LePE, 3x3 stride-2 convolution merging,
+full attention in the last stage) in which some blocks also carry BOAT's
+feature-space local attention (FSLA). A block computes::
+
+    x = x + DropPath(CrossShapedWindowAttention(LN(x)))
+    x = x + DropPath(FSLA(LN(x)))          # blocks listed in `fsla_blocks`
+    x = x + DropPath(MLP(LN(x)))
+
+The published models put FSLA in the even blocks (0, 2, 4, ...) of every
+stage and use an attention scale of 1.0 inside FSLA.
+
+This module also holds :func:`convert_boat_cswin_checkpoint`, which turns the
+published (timm-format) BOAT-CSWin and CSWin ImageNet checkpoints into mmboat
+checkpoints; ``tools/model_converters/boat_cswin_to_mmboat.py`` is its CLI.
+"""
+import copy
+import re
+from collections import OrderedDict
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import constant_init, trunc_normal_init
+from timm.layers import DropPath, Mlp
+
+from mmboat.registry import MODELS
+from mmboat.utils import CheckpointError, load_checkpoint_file
+from ..layers import FeatureSpaceLocalAttention
+
+HWShape = Tuple[int, int]
+
+
+class CrossShapedWindowAttention(nn.Module):
+    """CSWin's cross-shaped window self-attention with LePE, for any H x W.
+
+    The channels and heads are split in two branches: the first attends
+    inside vertical stripes (full height, ``split_size`` columns), the second
+    inside horizontal stripes (``split_size`` rows, full width). With
+    ``full_attention=True`` a single branch with all heads attends over the
+    whole map (CSWin's last stage). Every branch adds LePE: a depthwise 3x3
+    convolution of its values, computed inside each stripe.
+
+    When a side of the map is not a multiple of ``split_size`` the map is
+    zero-padded inside the attention: padded tokens are masked out as keys,
+    contribute zeros to LePE (like the convolution's own zero padding) and
+    their outputs are dropped, so the last stripe acts as a narrower stripe.
+
+    Args:
+        embed_dims (int): channels C.
+        num_heads (int): heads, shared by the branches.
+        split_size (int): stripe width in tokens.
+        full_attention (bool): one branch over the whole map.
+        qkv_bias (bool): bias in the qkv projection. Default: True.
+        attn_drop (float): dropout on attention weights. Default: 0.
+        proj_drop (float): dropout after the output projection. Default: 0.
+
+    Shape:
+        x: (B, H*W, C) tokens in row-major order; returns (B, H*W, C).
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 split_size: int,
+                 full_attention: bool = False,
+                 qkv_bias: bool = True,
+                 attn_drop: float = 0.,
+                 proj_drop: float = 0.):
+        super().__init__()
+        self.num_branches = 1 if full_attention else 2
+        if num_heads % self.num_branches or embed_dims % num_heads:
+            raise ValueError(
+                f'embed_dims={embed_dims} must be divisible by num_heads='
+                f'{num_heads}' + ('' if full_attention else
+                                  ', and num_heads must be even (half the '
+                                  'heads per stripe direction)'))
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.split_size = split_size
+        self.scale = (embed_dims // num_heads)**-0.5
+        self.attn_drop = attn_drop
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        branch_dims = embed_dims // self.num_branches
+        self.lepe = nn.ModuleList([
+            nn.Conv2d(branch_dims, branch_dims, 3, padding=1,
+                      groups=branch_dims) for _ in range(self.num_branches)
+        ])
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def extra_repr(self) -> str:
+        stripes = 'full map' if self.num_branches == 1 else \
+            f'split_size={self.split_size}'
+        return f'embed_dims={self.embed_dims}, ' \
+               f'num_heads={self.num_heads}, {stripes}'
+
+    def forward(self, x: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
+        B, N, C = x.shape
+        H, W = hw_shape
+        qkv = self.qkv(x).view(B, H, W, 3, C)
+        if self.num_branches == 1:
+            out = self.stripe_attention(qkv, self.lepe[0], (H, W))
+        else:
+            c, s = C // 2, self.split_size
+            out = torch.cat([
+                self.stripe_attention(qkv[..., :c], self.lepe[0], (H, s)),
+                self.stripe_attention(qkv[..., c:], self.lepe[1], (s, W))
+            ], dim=-1)
+        return self.proj_drop(self.proj(out.reshape(B, N, C)))
+
+    def stripe_attention(self, qkv: torch.Tensor, lepe: nn.Module,
+                         stripe_hw: HWShape) -> torch.Tensor:
+        """Attention + LePE inside stripes of ``stripe_hw`` tokens.
+
+        Args:
+            qkv (Tensor): (B, H, W, 3, c), the branch's channels of q, k, v.
+            lepe (nn.Module): the branch's depthwise 3x3 convolution.
+            stripe_hw (tuple[int]): stripe height and width.
+
+        Returns:
+            Tensor: (B, H, W, c).
+        """
+        B, H, W, _, c = qkv.shape
+        sh, sw = stripe_hw
+        pad_h, pad_w = -H % sh, -W % sw
+        if pad_h or pad_w:
+            qkv = F.pad(qkv, (0, 0, 0, 0, 0, pad_w, 0, pad_h))
+        nh, nw = (H + pad_h) // sh, (W + pad_w) // sw
+        heads = self.num_heads // self.num_branches
+        d = c // heads
+        # (B, nh, sh, nw, sw, 3, heads, d) -> 3 x (B, nh*nw, heads, sh*sw, d)
+        q, k, v = qkv.reshape(B, nh, sh, nw, sw, 3, heads, d).permute(
+            5, 0, 1, 3, 6, 2, 4, 7).reshape(3, B, nh * nw, heads, sh * sw,
+                                            d).unbind(0)
+        mask = None
+        if pad_h or pad_w:
+            valid = torch.zeros(nh, sh, nw, sw, dtype=torch.bool,
+                                device=qkv.device)
+            valid.view(nh * sh, nw * sw)[:H, :W] = True
+            mask = valid.transpose(1, 2).reshape(nh * nw, 1, 1, sh * sw)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask,
+            dropout_p=self.attn_drop if self.training else 0.,
+            scale=self.scale)
+        # LePE per stripe, channels head-major
+        v_img = v.transpose(-1, -2).reshape(B * nh * nw, c, sh, sw)
+        out = out + lepe(v_img).view(B, nh * nw, heads, d,
+                                     sh * sw).transpose(-1, -2)
+        out = out.view(B, nh, nw, heads, sh, sw, d).permute(0, 1, 4, 2, 5, 3, 6)
+        out = out.reshape(B, nh * sh, nw * sw, c)
+        return out[:, :H, :W] if pad_h or pad_w else out
+
+
+class BOATCSWinBlock(nn.Module):
+    """A CSWin block, optionally with FSLA between attention and MLP.
+
+    Args:
+        embed_dims (int): channels C.
+        num_heads (int): heads of the stripe attention and of FSLA.
+        split_size (int): stripe width.
+        full_attention (bool): attend over the whole map (last stage).
+        with_fsla (bool): add the FSLA branch.
+        fsla_cfg (dict): keyword arguments of
+            :class:`FeatureSpaceLocalAttention`.
+        mlp_ratio (float): MLP hidden channels / C.
+        qkv_bias (bool): bias in the qkv projections.
+        drop_rate (float): dropout after projections and in the MLP.
+        attn_drop_rate (float): dropout on attention weights.
+        drop_path_rate (float): stochastic depth of every branch.
+        with_cp (bool): gradient checkpointing of the block.
+
+    Shape:
+        x: (B, H*W, C); returns (B, H*W, C).
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 split_size: int,
+                 full_attention: bool,
+                 with_fsla: bool,
+                 fsla_cfg: dict,
+                 mlp_ratio: float = 4.,
+                 qkv_bias: bool = True,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
+                 with_cp: bool = False):
+        super().__init__()
+        self.with_cp = with_cp
+        self.attn_norm = nn.LayerNorm(embed_dims)
+        self.attn = CrossShapedWindowAttention(
+            embed_dims, num_heads, split_size, full_attention, qkv_bias,
+            attn_drop_rate, drop_rate)
+        if with_fsla:
+            self.fsla_norm = nn.LayerNorm(embed_dims)
+            self.fsla = FeatureSpaceLocalAttention(
+                embed_dims, num_heads, qkv_bias=qkv_bias,
+                attn_drop=attn_drop_rate, proj_drop=drop_rate, **fsla_cfg)
+        else:
+            self.fsla_norm = self.fsla = None
+        self.mlp_norm = nn.LayerNorm(embed_dims)
+        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop=drop_rate)
+        self.drop_path = DropPath(drop_path_rate) \
+            if drop_path_rate > 0. else nn.Identity()
+
+    def forward(self, x: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
+
+        def _forward(x):
+            x = x + self.drop_path(self.attn(self.attn_norm(x), hw_shape))
+            if self.fsla is not None:
+                x = x + self.drop_path(self.fsla(self.fsla_norm(x), hw_shape))
+            return x + self.drop_path(self.mlp(self.mlp_norm(x)))
+
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(_forward, x, use_reentrant=False)
+        return _forward(x)
+
+
+class ConvStem(nn.Module):
+    """CSWin's patch embedding: Conv2d 7x7 stride 4 padding 2 + LayerNorm.
+
+    Shape:
+        x: (B, C_in, H, W); returns tokens (B, H'*W', C) and (H', W') with
+        ``H' = (H - 3) // 4 + 1``.
+    """
+
+    def __init__(self, in_channels: int, embed_dims: int):
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, embed_dims, 7, 4, 2)
+        self.norm = nn.LayerNorm(embed_dims)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, HWShape]:
+        x = self.proj(x)
+        hw_shape = x.shape[2:]
+        return self.norm(x.flatten(2).transpose(1, 2)), tuple(hw_shape)
+
+
+class ConvMerging(nn.Module):
+    """CSWin's merge block: Conv2d 3x3 stride 2 padding 1 + LayerNorm.
+
+    Shape:
+        x: (B, H*W, C_in); returns (B, H'*W', C_out) and (H', W') with
+        ``H' = ceil(H / 2)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, 2, 1)
+        self.norm = nn.LayerNorm(out_channels)
+
+    def forward(self, x: torch.Tensor,
+                hw_shape: HWShape) -> Tuple[torch.Tensor, HWShape]:
+        B, _, C = x.shape
+        x = self.conv(x.transpose(1, 2).reshape(B, C, *hw_shape))
+        hw_shape = x.shape[2:]
+        return self.norm(x.flatten(2).transpose(1, 2)), tuple(hw_shape)
+
+
+class BOATCSWinStage(nn.Module):
+    """Blocks of one resolution, then the merge block to the next stage.
+
+    Shape:
+        x: (B, H*W, C); returns the merged tokens and their (H', W') (the
+        input unchanged when there is no merge) and the stage output
+        (B, H*W, C) with (H, W).
+    """
+
+    def __init__(self, blocks: List[BOATCSWinBlock],
+                 downsample: Optional[ConvMerging]):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor, hw_shape: HWShape):
+        for block in self.blocks:
+            x = block(x, hw_shape)
+        if self.downsample is None:
+            return x, hw_shape, x, hw_shape
+        x_down, down_hw_shape = self.downsample(x, hw_shape)
+        return x_down, down_hw_shape, x, hw_shape
+
+
+@MODELS.register_module()
+class BOATCSWinTransformer(BaseModule):
+    """BOAT-CSWin backbone for classification and dense prediction.
+
+    Paper: BOAT: Bilateral Local Attention Vision Transformer (BMVC 2022),
+    on top of CSWin Transformer (CVPR 2022). Works for any input size and
+    batch size; stage ``i`` has stride ``4 * 2**i``.
+
+    Args:
+        arch (str | dict): ``'tiny'``, ``'small'``, ``'base'`` (see
+            :attr:`arch_zoo`) or a dict with keys ``embed_dims`` (int),
+            ``depths``, ``num_heads``, ``split_sizes`` (one int per stage).
+            The last stage always uses full attention. Default: 'tiny'.
+        in_channels (int): input channels. Default: 3.
+        mlp_ratio (float): MLP hidden channels / channels. Default: 4.
+        qkv_bias (bool): bias in the qkv projections. Default: True.
+        drop_rate (float): dropout rate. Default: 0.
+        attn_drop_rate (float): attention dropout rate. Default: 0.
+        drop_path_rate (float): stochastic depth, rising linearly from 0 to
+            this over the blocks. Default: 0.1.
+        fsla_blocks (Sequence[Sequence[int]], optional): per stage, the block
+            indices that carry FSLA. None means the even blocks of every
+            stage, as in the published models.
+        fsla_cfg (dict, optional): overrides of the FSLA arguments
+            (``cluster_size``, ``overlap``, ``num_iters``, ``temperature``,
+            ``qk_scale``); defaults are the published ones, ``qk_scale=1.0``.
+        out_indices (Sequence[int]): stages whose outputs are returned, each
+            through its own LayerNorm ``norm{i}``. Default: (0, 1, 2, 3).
+        frozen_stages (int): freeze the stem and the first ``frozen_stages``
+            stages (-1: nothing, 0: the stem only). Default: -1.
+        with_cp (bool): gradient checkpointing of every block. Default: False.
+        init_cfg (dict, optional): ``dict(type='Pretrained',
+            checkpoint=PATH)`` loads an mmboat checkpoint (see
+            ``tools/model_converters/boat_cswin_to_mmboat.py``).
+
+    Shape:
+        x: (B, in_channels, H, W); returns a tuple with, for every index in
+        ``out_indices``, a (B, C_i, H_i, W_i) map, ``C_i = embed_dims * 2**i``.
+    """
+    arch_zoo = {
+        'tiny': dict(embed_dims=64, depths=(1, 2, 21, 1),
+                     num_heads=(2, 4, 8, 16), split_sizes=(1, 2, 7, 7)),
+        'small': dict(embed_dims=64, depths=(2, 4, 32, 2),
+                      num_heads=(2, 4, 8, 16), split_sizes=(1, 2, 7, 7)),
+        'base': dict(embed_dims=96, depths=(2, 4, 32, 2),
+                     num_heads=(4, 8, 16, 32), split_sizes=(1, 2, 7, 7)),
+    }
+    default_fsla_cfg = dict(
+        cluster_size=49, overlap=20, num_iters=2, temperature=100.,
+        qk_scale=1.0)
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 in_channels: int = 3,
+                 mlp_ratio: float = 4.,
+                 qkv_bias: bool = True,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.1,
+                 fsla_blocks: Optional[Sequence[Sequence[int]]] = None,
+                 fsla_cfg: Optional[dict] = None,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 with_cp: bool = False,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        arch = self.parse_arch(arch)
+        depths = arch['depths']
+        num_stages = len(depths)
+        self.arch = arch
+        self.num_stages = num_stages
+        self.embed_dims = arch['embed_dims']
+        self.num_features = [self.embed_dims * 2**i for i in range(num_stages)]
+        self.fsla_blocks = self.parse_fsla_blocks(fsla_blocks, depths)
+        unknown = set(fsla_cfg or {}) - set(self.default_fsla_cfg)
+        if unknown:
+            raise ValueError(f'unknown fsla_cfg keys {sorted(unknown)}; '
+                             f'allowed: {sorted(self.default_fsla_cfg)}')
+        fsla_cfg = {**self.default_fsla_cfg, **(fsla_cfg or {})}
+        self.out_indices = tuple(
+            i + num_stages if i < 0 else i for i in out_indices)
+        if not all(0 <= i < num_stages for i in self.out_indices):
+            raise ValueError(f'out_indices {tuple(out_indices)} out of range '
+                             f'for {num_stages} stages')
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, {num_stages}], '
+                             f'got {frozen_stages}')
+        self.frozen_stages = frozen_stages
+
+        self.patch_embed = ConvStem(in_channels, self.embed_dims)
+        total = sum(depths)
+        dpr = [drop_path_rate * j / max(total - 1, 1) for j in range(total)]
+        self.stages = nn.ModuleList()
+        for i, dims in enumerate(self.num_features):
+            last = i == num_stages - 1
+            blocks = [
+                BOATCSWinBlock(
+                    dims, arch['num_heads'][i], arch['split_sizes'][i],
+                    full_attention=last,
+                    with_fsla=j in self.fsla_blocks[i],
+                    fsla_cfg=fsla_cfg,
+                    mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    drop_rate=drop_rate,
+                    attn_drop_rate=attn_drop_rate,
+                    drop_path_rate=dpr[sum(depths[:i]) + j],
+                    with_cp=with_cp) for j in range(depths[i])
+            ]
+            downsample = None if last else ConvMerging(dims, dims * 2)
+            self.stages.append(BOATCSWinStage(blocks, downsample))
+        for i in self.out_indices:
+            self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
+
+    @classmethod
+    def parse_arch(cls, arch: Union[str, dict]) -> dict:
+        """Resolve a preset name or check an explicit arch dict."""
+        keys = ('embed_dims', 'depths', 'num_heads', 'split_sizes')
+        if isinstance(arch, str):
+            if arch.lower() not in cls.arch_zoo:
+                raise ValueError(
+                    f'unknown BOAT-CSWin arch {arch!r}: use one of '
+                    f'{sorted(cls.arch_zoo)} or a dict with keys {keys}')
+            return copy.deepcopy(cls.arch_zoo[arch.lower()])
+        if not isinstance(arch, dict):
+            raise ValueError(f'arch must be a preset name or a dict with '
+                             f'keys {keys}, got {type(arch).__name__}')
+        missing, extra = set(keys) - set(arch), set(arch) - set(keys)
+        if missing or extra:
+            raise ValueError(
+                f'arch dict must have exactly the keys {keys}; missing '
+                f'{sorted(missing)}, unexpected {sorted(extra)}')
+        arch = {k: arch[k] for k in keys}
+        arch['embed_dims'] = int(arch['embed_dims'])
+        for k in keys[1:]:
+            arch[k] = tuple(int(v) for v in arch[k])
+        if not len(arch['depths']) == len(arch['num_heads']) == len(
+                arch['split_sizes']) >= 1:
+            raise ValueError('arch depths, num_heads and split_sizes must '
+                             'have one entry per stage')
+        if min(arch['depths'] + arch['split_sizes']) < 1:
+            raise ValueError('arch depths and split_sizes must be >= 1')
+        return arch
+
+    @staticmethod
+    def parse_fsla_blocks(fsla_blocks, depths) -> Tuple[Tuple[int, ...]]:
+        """Per stage, the sorted block indices that carry FSLA."""
+        if fsla_blocks is None:
+            return tuple(tuple(range(0, d, 2)) for d in depths)
+        if len(fsla_blocks) != len(depths):
+            raise ValueError(f'fsla_blocks needs one list of block indices '
+                             f'per stage ({len(depths)}), got {fsla_blocks}')
+        out = []
+        for i, (blocks, depth) in enumerate(zip(fsla_blocks, depths)):
+            blocks = tuple(sorted(set(int(j) for j in blocks)))
+            if blocks and not 0 <= blocks[0] <= blocks[-1] < depth:
+                raise ValueError(f'fsla_blocks[{i}]={blocks} out of range '
+                                 f'for a stage of {depth} blocks')
+            out.append(blocks)
+        return tuple(out)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        x, hw_shape = self.patch_embed(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x, next_hw_shape, out, hw_shape = stage(x, hw_shape)
+            if i in self.out_indices:
+                out = getattr(self, f'norm{i}')(out)
+                outs.append(
+                    out.transpose(1, 2).reshape(-1, self.num_features[i],
+                                                *hw_shape).contiguous())
+            hw_shape = next_hw_shape
+        return tuple(outs)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def _freeze_stages(self):
+        frozen = []
+        if self.frozen_stages >= 0:
+            frozen.append(self.patch_embed)
+        for i in range(self.frozen_stages):
+            frozen.append(self.stages[i])
+            if i in self.out_indices:
+                frozen.append(getattr(self, f'norm{i}'))
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def init_weights(self):
+        """Truncated-normal init, then the ``Pretrained`` checkpoint if any."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_init(m, std=.02, bias=0.)
+            elif isinstance(m, nn.LayerNorm):
+                constant_init(m, val=1., bias=0.)
+        if self.init_cfg is not None:
+            if not (isinstance(self.init_cfg, dict)
+                    and self.init_cfg.get('type') == 'Pretrained'
+                    and 'checkpoint' in self.init_cfg):
+                raise ValueError(
+                    f'{type(self).__name__} supports only init_cfg='
+                    f"dict(type='Pretrained', checkpoint=PATH), got "
+                    f'{self.init_cfg}')
+            self.load_pretrained(self.init_cfg['checkpoint'])
+        self._is_init = True
+
+    def load_pretrained(self, path: str):
+        """Load an mmboat checkpoint into the backbone.
+
+        Keys may carry a ``backbone.`` prefix; ``head.*`` and ``neck.*`` are
+        ignored. Tolerated mismatches: output norms ``norm{i}`` on either
+        side, and all FSLA weights when the checkpoint has none (a CSWin
+        initialisation: FSLA keeps its fresh initialisation). Anything else
+        raises :class:`CheckpointError`.
+        """
+        ckpt = load_checkpoint_file(path)
+        state_dict = ckpt.get('state_dict', ckpt.get('model', ckpt))
+        if any(k.startswith(('stage1_conv_embed.', 'layers.'))
+               for k in state_dict):
+            raise CheckpointError(
+                f'{path} is an official checkpoint, not an mmboat one: '
+                'convert it with tools/model_converters/'
+                'boat_cswin_to_mmboat.py')
+        if any(k.startswith('backbone.') for k in state_dict):
+            state_dict = {
+                k[len('backbone.'):]: v
+                for k, v in state_dict.items() if k.startswith('backbone.')
+            }
+        state_dict = {
+            k: v
+            for k, v in state_dict.items()
+            if not k.startswith(('head.', 'neck.'))
+        }
+        own = self.state_dict()
+        is_norm = re.compile(r'norm\d+\.').match
+        is_fsla = re.compile(r'.*\.(fsla|fsla_norm)\.').match
+        cswin_init = not any(is_fsla(k) for k in state_dict)
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        fresh = [k for k in missing if is_norm(k)
+                 or (cswin_init and is_fsla(k))]
+        ignored = [k for k in unexpected if is_norm(k)]
+        bad_missing = [k for k in missing if k not in fresh]
+        bad_unexpected = [k for k in unexpected if k not in ignored]
+        mismatched = [
+            f'{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}'
+            for k, v in state_dict.items()
+            if k in own and v.shape != own[k].shape
+        ]
+        if bad_missing or bad_unexpected or mismatched:
+            raise CheckpointError(
+                f'{path} does not fit {type(self).__name__}(arch='
+                f'{self.arch}):\n  missing keys: {bad_missing}\n  '
+                f'unexpected keys: {bad_unexpected}\n  shape mismatches: '
+                f'{mismatched}')
+        self.load_state_dict(
+            {k: v for k, v in state_dict.items() if k in own}, strict=False)
+        print_log(
+            f'Loaded {len(state_dict) - len(ignored)} tensors from {path}; '
+            f'initialised afresh: {fresh or "nothing"}; ignored: '
+            f'{ignored or "nothing"}', logger='current')
+
+
+# ---------------------------------------------------------------------------
+# Checkpoint conversion: official (timm-format) BOAT-CSWin / CSWin -> mmboat
+
+# official block keys (after 'stage{i}.{j}.') <-> mmboat block keys
+_BLOCK_KEY_MAP = (
+    ('norm1.', 'attn_norm.'),
+    ('qkv.', 'attn.qkv.'),
+    ('proj.', 'attn.proj.'),
+    ('attns.0.get_v.', 'attn.lepe.0.'),
+    ('attns.1.get_v.', 'attn.lepe.1.'),
+    ('norm3.', 'fsla_norm.'),
+    ('content_attn.', 'fsla.'),
+    ('norm2.', 'mlp_norm.'),
+    ('mlp.', 'mlp.'),
+)
+# official top-level keys <-> mmboat keys ('norm.' is the last stage's norm)
+_TOP_KEY_MAP = (
+    ('stage1_conv_embed.0.', 'backbone.patch_embed.proj.'),
+    ('stage1_conv_embed.2.', 'backbone.patch_embed.norm.'),
+    ('head.', 'head.fc.'),
+)
+_NON_WEIGHT_BUFFERS = ('relative_position_index', 'attn_mask')
+
+
+def _replace_prefix(key: str, pairs, reverse: bool = False) -> Optional[str]:
+    for old, new in pairs:
+        if reverse:
+            old, new = new, old
+        if key.startswith(old):
+            return new + key[len(old):]
+    return None
+
+
+def _to_mmboat_key(key: str, num_stages: int) -> Optional[str]:
+    """mmboat name of an official (BOAT-)CSWin key; None if unknown."""
+    m = re.match(r'stage(\d+)\.(\d+)\.(.*)$', key)
+    if m:
+        rest = _replace_prefix(m[3], _BLOCK_KEY_MAP)
+        return rest and f'backbone.stages.{int(m[1]) - 1}.blocks.{m[2]}.{rest}'
+    m = re.match(r'merge(\d+)\.((conv|norm)\..*)$', key)
+    if m:
+        return f'backbone.stages.{int(m[1]) - 1}.downsample.{m[2]}'
+    if key.startswith('norm.'):
+        return f'backbone.norm{num_stages - 1}.{key[5:]}'
+    return _replace_prefix(key, _TOP_KEY_MAP)
+
+
+def _to_official_key(key: str) -> str:
+    """Official name of an mmboat key (for messages)."""
+    m = re.match(r'backbone\.stages\.(\d+)\.blocks\.(\d+)\.(.*)$', key)
+    if m:
+        rest = _replace_prefix(m[3], _BLOCK_KEY_MAP, reverse=True)
+        return f'stage{int(m[1]) + 1}.{m[2]}.{rest}'
+    m = re.match(r'backbone\.stages\.(\d+)\.downsample\.(.*)$', key)
+    if m:
+        return f'merge{int(m[1]) + 1}.{m[2]}'
+    m = re.match(r'backbone\.norm\d+\.(.*)$', key)
+    if m:
+        return f'norm.{m[1]}'
+    return _replace_prefix(key, _TOP_KEY_MAP, reverse=True) or key
+
+
+def _select_state_dict(ckpt: dict, use_ema: bool) -> Tuple[dict, str]:
+    """The official weights of a timm-format file and where they were."""
+
+    def keys_like(sd, prefix):
+        return isinstance(sd, dict) and any(
+            isinstance(k, str) and k.startswith(prefix) for k in sd)
+
+    for where in ('model', 'state_dict', 'state_dict_ema'):
+        if keys_like(ckpt.get(where), 'layers.'):
+            raise CheckpointError(
+                'this is a BOAT-Swin checkpoint (Swin training format, '
+                f"'{where}' holds 'layers.*' weights), not BOAT-CSWin: use "
+                'tools/model_converters/boat_swin_to_mmboat.py')
+    if keys_like(ckpt.get('state_dict', ckpt), 'backbone.'):
+        raise CheckpointError(
+            'this is already an mmboat checkpoint (backbone.* keys): load it '
+            'directly, no conversion needed')
+    if use_ema:
+        if 'state_dict_ema' not in ckpt:
+            raise CheckpointError(
+                "--ema asked for 'state_dict_ema', but the file has none "
+                f'(top-level keys: {sorted(map(str, ckpt))})')
+        return ckpt['state_dict_ema'], 'state_dict_ema'
+    for where in ('state_dict', 'model'):
+        if keys_like(ckpt.get(where), 'stage1_conv_embed.'):
+            return ckpt[where], where
+    if keys_like(ckpt, 'stage1_conv_embed.'):
+        return ckpt, '<top level>'
+    if 'state_dict_ema' in ckpt:
+        raise CheckpointError(
+            "the file has only 'state_dict_ema' weights: convert with --ema")
+    raise CheckpointError(
+        'no CSWin / BOAT-CSWin weights found (expected a timm-format file '
+        "with 'state_dict' holding 'stage1_conv_embed.*', 'stage{i}.*' "
+        f'keys); top-level keys: {sorted(map(str, ckpt))}')
+
+
+def _match_preset(embed_dims: int, depths: Tuple[int, ...]) -> Optional[str]:
+    for name, arch in BOATCSWinTransformer.arch_zoo.items():
+        if (arch['embed_dims'], arch['depths']) == (embed_dims, depths):
+            return name
+    return None
+
+
+def convert_boat_cswin_checkpoint(src: Union[str, dict],
+                                  use_ema: bool = False) -> dict:
+    """Convert an official BOAT-CSWin or CSWin checkpoint to mmboat.
+
+    Args:
+        src (str | dict): path of a timm-format file (``state_dict``,
+            optionally ``state_dict_ema``, ``arch``, ``epoch``, ...), read
+            with :func:`load_checkpoint_file` (no code from the file runs),
+            or such a dict already loaded.
+        use_ema (bool): convert ``state_dict_ema`` instead of ``state_dict``.
+
+    Returns:
+        dict: ``{'meta': ..., 'state_dict': ...}`` with ``backbone.*`` keys
+        of :class:`BOATCSWinTransformer` and ``head.fc.*`` of an mmpretrain
+        ``LinearClsHead``; loads into ``ImageClassifier(backbone=dict(
+        type='BOATCSWinTransformer', arch=..., out_indices=(3, )),
+        neck=dict(type='GlobalAveragePooling'), head=dict(
+        type='LinearClsHead', ...))``. For a CSWin file (no FSLA weights),
+        ``meta['fresh_keys']`` lists the FSLA weights that start fresh.
+
+    Raises:
+        CheckpointError: unreadable / truncated file, a file of another
+            format (BOAT-Swin, already converted), missing, unknown or
+            misshapen weights.
+    """
+    ckpt = load_checkpoint_file(src) if isinstance(src, str) else src
+    weights, where = _select_state_dict(ckpt, use_ema)
+    weights = {
+        k: v
+        for k, v in weights.items()
+        if not k.endswith(_NON_WEIGHT_BUFFERS)
+    }
+    not_tensors = [k for k, v in weights.items() if not torch.is_tensor(v)]
+    if not_tensors:
+        raise CheckpointError(f'{where} holds non-tensor entries: '
+                              f'{not_tensors[:5]}')
+    if 'stage1_conv_embed.0.weight' not in weights:
+        raise CheckpointError(
+            'missing weights: stage1_conv_embed.0.weight (the stem)')
+    stage_blocks = {}
+    for k in weights:
+        m = re.match(r'stage(\d+)\.(\d+)\.', k)
+        if m:
+            stage_blocks.setdefault(int(m[1]), set()).add(int(m[2]))
+    num_stages = max(stage_blocks, default=0)
+    depths = tuple(
+        max(stage_blocks.get(i, {-1})) + 1 for i in range(1, num_stages + 1))
+    if not num_stages or min(depths) < 1:
+        raise CheckpointError(f'missing weights: no blocks for some stages '
+                              f'(blocks found per stage: {stage_blocks})')
+    embed_dims = weights['stage1_conv_embed.0.weight'].shape[0]
+    has_fsla = any('.content_attn.' in k for k in weights)
+
+    state_dict = OrderedDict()
+    unexpected = []
+    for k, v in weights.items():
+        new = _to_mmboat_key(k, num_stages)
+        if new is None:
+            unexpected.append(k)
+        else:
+            state_dict[new] = v.detach().clone()
+
+    # the structure the weights must fill, built on the meta device (free)
+    with torch.device('meta'):
+        model = BOATCSWinTransformer(
+            arch=dict(
+                embed_dims=embed_dims,
+                depths=depths,
+                num_heads=(2, ) * num_stages,
+                split_sizes=(1, ) * num_stages),
+            out_indices=(num_stages - 1, ))
+    expected = {f'backbone.{k}': v.shape for k, v in model.state_dict().items()}
+    head = state_dict.get('head.fc.weight')
+    num_classes = 0 if head is None else head.shape[0]
+    expected['head.fc.weight'] = (num_classes, model.num_features[-1])
+    expected['head.fc.bias'] = (num_classes, )
+    fresh = [] if has_fsla else [
+        k for k in expected if re.search(r'\.(fsla|fsla_norm)\.', k)
+    ]
+    missing = [k for k in expected if k not in state_dict and k not in fresh]
+    unexpected += [_to_official_key(k) for k in state_dict if k not in expected]
+    mismatched = [
+        f'{_to_official_key(k)}: {tuple(v.shape)}, expected '
+        f'{tuple(expected[k])}' for k, v in state_dict.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k])
+    ]
+    if missing or unexpected or mismatched:
+        raise CheckpointError(
+            f"'{where}' is not a complete "
+            f'{"BOAT-CSWin" if has_fsla else "CSWin"} model (embed_dims='
+            f'{embed_dims}, depths={depths}'
+            f'{", FSLA in the even blocks" if has_fsla else ""}):\n'
+            f'  missing weights: {[_to_official_key(k) for k in missing]}\n'
+            f'  unexpected weights: {unexpected}\n'
+            f'  shape mismatches: {mismatched}')
+
+    preset = _match_preset(embed_dims, depths)
+    meta = dict(
+        source_format='BOAT-CSWin timm' if has_fsla else 'CSWin timm',
+        source_weights=where,
+        source_arch=str(ckpt.get('arch', '')),
+        epoch=ckpt.get('epoch'),
+        arch=preset or dict(embed_dims=int(embed_dims), depths=depths),
+        num_classes=int(num_classes),
+        fresh_keys=fresh)
+    if isinstance(src, str):
+        meta['source'] = src
+    return dict(meta=meta, state_dict=state_dict)
