@@ -43,6 +43,7 @@ else
 fi
 VPY="$VENV/bin/python"
 PIP=("$VPY" -m pip install --disable-pip-version-check)
+CHANGED=0
 
 # ---------------------------------------------------------------- torch
 if "$VPY" - <<'EOF' 2>/dev/null
@@ -53,6 +54,7 @@ then
   step "torch 2.14.1 / torchvision 0.29.1 already installed"
 else
   step "installing torch 2.14.1 + torchvision 0.29.1 (several GB; about 1-2 min from a local wheel cache)"
+  CHANGED=1
   "${PIP[@]}" torch==2.14.1 torchvision==0.29.1
 fi
 
@@ -105,15 +107,25 @@ else
     step "installing the cached mmcv wheel $(basename "$WHEEL")"
   fi
   "${PIP[@]}" "$WHEEL"
+  CHANGED=1
   mmcv_ok || die "mmcv installed but 'from mmcv.ops import nms' fails; delete $WHEEL_DIR and run again."
 fi
 
 # ---------------------------------------------------------------- the rest
-step "installing the pinned OpenMMLab stack, test tools and mmboat (editable)"
-"${PIP[@]}" -q -r "$REPO/requirements/runtime.txt" -r "$REPO/requirements/tests.txt"
-"${PIP[@]}" -q --no-deps --no-build-isolation -e "$REPO" 2>/dev/null \
-  || "${PIP[@]}" -q --no-deps -e "$REPO"
+# A stamp of the requirement files and setup.py: unchanged means installed.
+STAMP_FILE="$VENV/.mmboat-install-stamp"
+STAMP="$(cd "$REPO" && cat requirements/*.txt setup.py mmboat/version.py | sha256sum | cut -d' ' -f1) $REPO"
+if [ -f "$STAMP_FILE" ] && [ "$(cat "$STAMP_FILE")" = "$STAMP" ]; then
+  step "the pinned OpenMMLab stack and mmboat are already installed"
+else
+  step "installing the pinned OpenMMLab stack, test tools and mmboat (editable)"
+  CHANGED=1
+  "${PIP[@]}" -q -r "$REPO/requirements/runtime.txt" -r "$REPO/requirements/tests.txt"
+  "${PIP[@]}" -q --no-deps --no-build-isolation -e "$REPO" 2>/dev/null \
+    || "${PIP[@]}" -q --no-deps -e "$REPO"
+fi
 
+if [ "$CHANGED" = 1 ]; then
 step "checking the installation"
 "$VPY" - <<'EOF'
 import mmcv, mmdet, mmseg, mmpretrain, mmengine, timm, torch
@@ -123,4 +135,6 @@ print(f'  torch {torch.__version__}, mmengine {mmengine.__version__}, mmcv {mmcv
       f'mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}, '
       f'timm {timm.__version__}, mmboat {mmboat.__version__}')
 EOF
+fi
+echo "$STAMP" > "$STAMP_FILE"
 step "done. Run the tests with: bash tools/run_tests.sh"
