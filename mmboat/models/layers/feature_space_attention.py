@@ -41,10 +41,10 @@ class ClusterLayout(NamedTuple):
     num_tokens: int
     num_levels: int
     leaf_size: int
-    # per level: (first-child mask (G, T), second-child mask (G, T),
-    #             valid mask (G, T), slot source after the sort (G, T) or None)
-    levels: Tuple[Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                        Optional[torch.Tensor]], ...]
+    # per level: (first-half mask (G, T), valid mask (G, T),
+    #             slot source after the sort (G, T) or None)
+    levels: Tuple[Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]],
+                  ...]
     leaf_valid: torch.Tensor  # (2**L, m) bool, real query slots
     key_index: torch.Tensor  # (2**L, m + overlap) long, into the (2**L * m) leaf slots
     key_valid: Optional[torch.Tensor]  # (2**L, m + overlap) bool, None if all valid
@@ -71,7 +71,6 @@ def _cluster_layout_cpu(num_tokens: int, cluster_size: int,
         n = torch.tensor(counts)[:, None]  # (G, 1) real tokens per group
         first = (n + 1) // 2
         first_mask = slot < first
-        second_mask = (slot >= first) & (slot < n)
         valid = slot < n
         # After sorting (pads last) rank k goes to the first child for
         # k < first, to the second child for first <= k < n; pads fill the
@@ -90,7 +89,7 @@ def _cluster_layout_cpu(num_tokens: int, cluster_size: int,
                 torch.where(real_first, p, n + (p - first)),
                 torch.where(real_second, first + (p - half),
                             n + n_pad_first + (p - half - (n - first))))
-        levels.append((first_mask, second_mask, valid, src))
+        levels.append((first_mask, valid, src))
         counts = [c for k in counts for c in ((k + 1) // 2, k // 2)]
 
     G = 2**L
@@ -193,25 +192,26 @@ def _cluster(x, cluster_size, num_iters, temperature, overlap):
         return order.reshape(B, 1, m).contiguous(), layout
     inv_norm = feats.norm(dim=-1).clamp_min(1e-12).reciprocal()
     base = torch.arange(B, device=x.device)[:, None] * Np
-    for level, (first, second, valid, src) in enumerate(layout.levels):
+    for level, (first, valid, src) in enumerate(layout.levels):
         G, T = 2**level, Np >> level
         q = feats.view(B, G, T, d)
-        if src is None:  # no padding: the two halves of every group
-            cent = q.view(B, G, 2, T // 2, d).sum(3)
+        total = q.sum(2, keepdim=True)  # (B, G, 1, d); padding rows are 0
+        if src is None:  # no padding: the first half of every group
+            first_sum = q[:, :, :T // 2].sum(2, keepdim=True)
         else:
-            w = torch.stack([first, second], dim=1).to(q.dtype)  # (G, 2, T)
-            cent = torch.matmul(w, q)
-        cent = F.normalize(cent, dim=-1)  # (B, G, 2, d)
-        qn = inv_norm.view(B, G, T)
+            first_sum = torch.matmul(first.to(q.dtype)[:, None], q)
+        # means of the two halves, up to a scale that normalising removes
+        cent = F.normalize(torch.cat([first_sum, total - first_sum], 2), dim=-1)
+        scaled_inv_norm = inv_norm.view(B, G, T, 1) * temperature
         for _ in range(num_iters):
             # softmax over two centroids == sigmoid of the cosine difference
             delta = (cent[:, :, 0] - cent[:, :, 1]).unsqueeze(-1)
-            diff = torch.matmul(q, delta).view(B, G, T).mul_(qn)
-            assign = torch.sigmoid(diff.mul_(temperature))
-            assign = torch.stack([assign, 1 - assign], dim=2)  # (B, G, 2, T)
-            cent = F.normalize(torch.matmul(assign, q), dim=-1)
+            assign = torch.matmul(q, delta).mul_(scaled_inv_norm).sigmoid_()
+            first_sum = torch.matmul(assign.transpose(-1, -2), q)
+            cent = F.normalize(
+                torch.cat([first_sum, total - first_sum], 2), dim=-1)
         cos = torch.matmul(q, cent.transpose(-1, -2))  # (B, G, T, 2)
-        qn = qn.unsqueeze(-1)
+        qn = inv_norm.view(B, G, T, 1)
         ratio = (cos[..., 0:1] * qn + 1).div_(cos[..., 1:2] * qn + 1)
         ratio = ratio.view(B, G, T)
         if src is not None:
