@@ -7,7 +7,9 @@ A config of any of them finds ``type='BOATSwinTransformer'`` once
 
     custom_imports = dict(imports=['mmboat.models'], allow_failed_imports=False)
 
-Importing ``mmboat`` never imports mmdet, mmseg or mmpretrain.
+Importing ``mmboat.models`` imports mmcv and mmpretrain (whose window
+attention BOAT-Swin reuses) but never mmdet or mmseg, and never changes the
+default scope.
 """
 from mmengine.registry import MODELS
 
