@@ -128,7 +128,7 @@ class CrossShapedWindowAttention(nn.Module):
             Tensor: (B, H, W, c).
         """
         B, H, W, _, c = qkv.shape
-        sh, sw = stripe_hw
+        sh, sw = min(stripe_hw[0], H), min(stripe_hw[1], W)
         pad_h, pad_w = -H % sh, -W % sw
         if pad_h or pad_w:
             qkv = F.pad(qkv, (0, 0, 0, 0, 0, pad_w, 0, pad_h))
@@ -153,8 +153,8 @@ class CrossShapedWindowAttention(nn.Module):
         v_img = v.transpose(-1, -2).reshape(B * nh * nw, c, sh, sw)
         out = out + lepe(v_img).view(B, nh * nw, heads, d,
                                      sh * sw).transpose(-1, -2)
-        out = out.view(B, nh, nw, heads, sh, sw, d).permute(0, 1, 4, 2, 5, 3, 6)
-        out = out.reshape(B, nh * sh, nw * sw, c)
+        out = out.view(B, nh, nw, heads, sh, sw, d).permute(
+            0, 1, 4, 2, 5, 3, 6).reshape(B, nh * sh, nw * sw, c)
         return out[:, :H, :W] if pad_h or pad_w else out
 
 
@@ -195,29 +195,29 @@ class BOATCSWinBlock(nn.Module):
                  with_cp: bool = False):
         super().__init__()
         self.with_cp = with_cp
-        self.attn_norm = nn.LayerNorm(embed_dims)
+        self.norm1 = nn.LayerNorm(embed_dims)
         self.attn = CrossShapedWindowAttention(
             embed_dims, num_heads, split_size, full_attention, qkv_bias,
             attn_drop_rate, drop_rate)
         if with_fsla:
-            self.fsla_norm = nn.LayerNorm(embed_dims)
+            self.norm_fsla = nn.LayerNorm(embed_dims)
             self.fsla = FeatureSpaceLocalAttention(
                 embed_dims, num_heads, qkv_bias=qkv_bias,
                 attn_drop=attn_drop_rate, proj_drop=drop_rate, **fsla_cfg)
         else:
-            self.fsla_norm = self.fsla = None
-        self.mlp_norm = nn.LayerNorm(embed_dims)
-        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop=drop_rate)
+            self.norm_fsla = self.fsla = None
+        self.norm2 = nn.LayerNorm(embed_dims)
+        self.ffn = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop=drop_rate)
         self.drop_path = DropPath(drop_path_rate) \
             if drop_path_rate > 0. else nn.Identity()
 
     def forward(self, x: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
 
         def _forward(x):
-            x = x + self.drop_path(self.attn(self.attn_norm(x), hw_shape))
+            x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
             if self.fsla is not None:
-                x = x + self.drop_path(self.fsla(self.fsla_norm(x), hw_shape))
-            return x + self.drop_path(self.mlp(self.mlp_norm(x)))
+                x = x + self.drop_path(self.fsla(self.norm_fsla(x), hw_shape))
+            return x + self.drop_path(self.ffn(self.norm2(x)))
 
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(_forward, x, use_reentrant=False)
@@ -400,6 +400,7 @@ class BOATCSWinTransformer(BaseModule):
             self.stages.append(BOATCSWinStage(blocks, downsample))
         for i in self.out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
+        self._freeze_stages()
 
     @classmethod
     def parse_arch(cls, arch: Union[str, dict]) -> dict:
@@ -480,78 +481,90 @@ class BOATCSWinTransformer(BaseModule):
                 param.requires_grad = False
 
     def init_weights(self):
-        """Truncated-normal init, then the ``Pretrained`` checkpoint if any."""
+        """Initialise from scratch, then load ``init_cfg``'s checkpoint.
+
+        From scratch as CSWin: truncated normal (std 0.02) for linear layers,
+        zero biases, LayerNorms at 1 / 0, convolutions at PyTorch's default.
+        ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` then loads an
+        mmboat checkpoint with :meth:`load_pretrained`.
+        """
+        cfg = self.init_cfg
+        if cfg is not None and not (isinstance(cfg, dict)
+                                    and cfg.get('type') == 'Pretrained'
+                                    and 'checkpoint' in cfg):
+            raise ValueError(
+                f"{type(self).__name__} supports init_cfg=None or dict(type="
+                f"'Pretrained', checkpoint=PATH), got {cfg}")
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 trunc_normal_init(m, std=.02, bias=0.)
             elif isinstance(m, nn.LayerNorm):
                 constant_init(m, val=1., bias=0.)
-        if self.init_cfg is not None:
-            if not (isinstance(self.init_cfg, dict)
-                    and self.init_cfg.get('type') == 'Pretrained'
-                    and 'checkpoint' in self.init_cfg):
-                raise ValueError(
-                    f'{type(self).__name__} supports only init_cfg='
-                    f"dict(type='Pretrained', checkpoint=PATH), got "
-                    f'{self.init_cfg}')
-            self.load_pretrained(self.init_cfg['checkpoint'])
+        if cfg is not None:
+            self.load_pretrained(cfg['checkpoint'])
         self._is_init = True
 
     def load_pretrained(self, path: str):
-        """Load an mmboat checkpoint into the backbone.
+        """Load an mmboat checkpoint (see the converter) into the backbone.
 
-        Keys may carry a ``backbone.`` prefix; ``head.*`` and ``neck.*`` are
-        ignored. Tolerated mismatches: output norms ``norm{i}`` on either
-        side, and all FSLA weights when the checkpoint has none (a CSWin
-        initialisation: FSLA keeps its fresh initialisation). Anything else
-        raises :class:`CheckpointError`.
+        The file is read with :func:`load_checkpoint_file` (no code from it
+        runs). With ``backbone.*`` keys only those are used; otherwise
+        ``head.*`` / ``neck.*`` are ignored. Output norms ``norm{i}`` may be
+        absent (a classifier has only the last; they keep their fresh
+        initialisation) or unused; any other missing, unexpected or
+        misshapen weight raises :class:`CheckpointError`.
         """
         ckpt = load_checkpoint_file(path)
         state_dict = ckpt.get('state_dict', ckpt.get('model', ckpt))
         if any(k.startswith(('stage1_conv_embed.', 'layers.'))
                for k in state_dict):
             raise CheckpointError(
-                f'{path} is an official checkpoint, not an mmboat one: '
-                'convert it with tools/model_converters/'
-                'boat_cswin_to_mmboat.py')
+                f'{path} is in an official layout, not mmboat\'s: convert it '
+                'with tools/model_converters/boat_cswin_to_mmboat.py')
         if any(k.startswith('backbone.') for k in state_dict):
             state_dict = {
                 k[len('backbone.'):]: v
                 for k, v in state_dict.items() if k.startswith('backbone.')
             }
-        state_dict = {
-            k: v
-            for k, v in state_dict.items()
-            if not k.startswith(('head.', 'neck.'))
-        }
+        else:
+            state_dict = {
+                k: v
+                for k, v in state_dict.items()
+                if not k.startswith(('head.', 'neck.'))
+            }
         own = self.state_dict()
-        is_norm = re.compile(r'norm\d+\.').match
-        is_fsla = re.compile(r'.*\.(fsla|fsla_norm)\.').match
-        cswin_init = not any(is_fsla(k) for k in state_dict)
+        is_output_norm = re.compile(r'norm\d+\.').match
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        fresh = [k for k in missing if is_norm(k)
-                 or (cswin_init and is_fsla(k))]
-        ignored = [k for k in unexpected if is_norm(k)]
-        bad_missing = [k for k in missing if k not in fresh]
-        bad_unexpected = [k for k in unexpected if k not in ignored]
+        fresh = [k for k in missing if is_output_norm(k)]
+        unused = [k for k in unexpected if is_output_norm(k)]
+        missing = [k for k in missing if k not in fresh]
+        unexpected = [k for k in unexpected if k not in unused]
         mismatched = [
-            f'{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}'
+            f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
             for k, v in state_dict.items()
             if k in own and v.shape != own[k].shape
         ]
-        if bad_missing or bad_unexpected or mismatched:
+        if missing or unexpected or mismatched:
             raise CheckpointError(
-                f'{path} does not fit {type(self).__name__}(arch='
-                f'{self.arch}):\n  missing keys: {bad_missing}\n  '
-                f'unexpected keys: {bad_unexpected}\n  shape mismatches: '
-                f'{mismatched}')
+                f'{path} does not fit {type(self).__name__}(arch={self.arch},'
+                f' fsla_blocks={self.fsla_blocks}):\n'
+                f'  missing weights: {missing}\n'
+                f'  unexpected weights: {unexpected}\n'
+                f'  shape mismatches: {mismatched}')
         self.load_state_dict(
             {k: v for k, v in state_dict.items() if k in own}, strict=False)
+
+        def norms(keys):
+            return sorted({k.split('.')[0] for k in keys})
+
         print_log(
-            f'Loaded {len(state_dict) - len(ignored)} tensors from {path}; '
-            f'initialised afresh: {fresh or "nothing"}; ignored: '
-            f'{ignored or "nothing"}', logger='current')
+            f'{type(self).__name__}: loaded {len(state_dict) - len(unused)} '
+            f'tensors from {path}' +
+            (f'; output norms not in the checkpoint start fresh: '
+             f'{norms(fresh)}' if fresh else '') +
+            (f'; unused output norms: {norms(unused)}' if unused else ''),
+            logger='current')
 
 
 # ---------------------------------------------------------------------------
@@ -559,15 +572,15 @@ class BOATCSWinTransformer(BaseModule):
 
 # official block keys (after 'stage{i}.{j}.') <-> mmboat block keys
 _BLOCK_KEY_MAP = (
-    ('norm1.', 'attn_norm.'),
+    ('norm1.', 'norm1.'),
     ('qkv.', 'attn.qkv.'),
     ('proj.', 'attn.proj.'),
     ('attns.0.get_v.', 'attn.lepe.0.'),
     ('attns.1.get_v.', 'attn.lepe.1.'),
-    ('norm3.', 'fsla_norm.'),
+    ('norm3.', 'norm_fsla.'),
     ('content_attn.', 'fsla.'),
-    ('norm2.', 'mlp_norm.'),
-    ('mlp.', 'mlp.'),
+    ('norm2.', 'norm2.'),
+    ('mlp.', 'ffn.'),
 )
 # official top-level keys <-> mmboat keys ('norm.' is the last stage's norm)
 _TOP_KEY_MAP = (
@@ -660,56 +673,59 @@ def _match_preset(embed_dims: int, depths: Tuple[int, ...]) -> Optional[str]:
     return None
 
 
-def convert_boat_cswin_checkpoint(src: Union[str, dict],
-                                  use_ema: bool = False) -> dict:
+def convert_boat_cswin_checkpoint(checkpoint: Union[str, dict],
+                                  use_ema: bool = False,
+                                  seed: int = 0) -> dict:
     """Convert an official BOAT-CSWin or CSWin checkpoint to mmboat.
 
     Args:
-        src (str | dict): path of a timm-format file (``state_dict``,
-            optionally ``state_dict_ema``, ``arch``, ``epoch``, ...), read
-            with :func:`load_checkpoint_file` (no code from the file runs),
-            or such a dict already loaded.
+        checkpoint (str | dict): a timm-format file (``state_dict``,
+            optionally ``state_dict_ema``, ``arch``, ``epoch``, ...) or its
+            loaded dict. A path is read with :func:`load_checkpoint_file`,
+            which runs no code from the file.
         use_ema (bool): convert ``state_dict_ema`` instead of ``state_dict``.
+        seed (int): seed of the fresh FSLA weights of a CSWin source.
 
     Returns:
-        dict: ``{'meta': ..., 'state_dict': ...}`` with ``backbone.*`` keys
-        of :class:`BOATCSWinTransformer` and ``head.fc.*`` of an mmpretrain
-        ``LinearClsHead``; loads into ``ImageClassifier(backbone=dict(
-        type='BOATCSWinTransformer', arch=..., out_indices=(3, )),
-        neck=dict(type='GlobalAveragePooling'), head=dict(
-        type='LinearClsHead', ...))``. For a CSWin file (no FSLA weights),
-        ``meta['fresh_keys']`` lists the FSLA weights that start fresh.
+        dict: ``{'meta': ..., 'state_dict': ...}``: ``backbone.*`` weights of
+        a :class:`BOATCSWinTransformer` with ``out_indices=(last, )`` (the
+        final norm becomes ``norm{last}``) and ``head.fc.*`` of an
+        mmpretrain ``LinearClsHead``, i.e. exactly the keys of an
+        ``ImageClassifier`` with such a backbone, ``GlobalAveragePooling``
+        and ``LinearClsHead``. For a CSWin source the FSLA weights (even
+        blocks) are drawn fresh and listed in ``meta['fresh_keys']``.
 
     Raises:
-        CheckpointError: unreadable / truncated file, a file of another
+        CheckpointError: unreadable or truncated file, a file of another
             format (BOAT-Swin, already converted), missing, unknown or
             misshapen weights.
     """
-    ckpt = load_checkpoint_file(src) if isinstance(src, str) else src
+    ckpt = load_checkpoint_file(checkpoint) if isinstance(checkpoint,
+                                                          str) else checkpoint
     weights, where = _select_state_dict(ckpt, use_ema)
     weights = {
         k: v
-        for k, v in weights.items()
-        if not k.endswith(_NON_WEIGHT_BUFFERS)
+        for k, v in weights.items() if not k.endswith(_NON_WEIGHT_BUFFERS)
     }
     not_tensors = [k for k, v in weights.items() if not torch.is_tensor(v)]
     if not_tensors:
-        raise CheckpointError(f'{where} holds non-tensor entries: '
-                              f'{not_tensors[:5]}')
-    if 'stage1_conv_embed.0.weight' not in weights:
         raise CheckpointError(
-            'missing weights: stage1_conv_embed.0.weight (the stem)')
-    stage_blocks = {}
+            f"'{where}' holds entries that are not tensors: {not_tensors}")
+    if 'stage1_conv_embed.0.weight' not in weights:
+        raise CheckpointError(f"'{where}' is not a complete CSWin model: "
+                              'missing weights: stage1_conv_embed.0.weight')
+    blocks = {}
     for k in weights:
         m = re.match(r'stage(\d+)\.(\d+)\.', k)
         if m:
-            stage_blocks.setdefault(int(m[1]), set()).add(int(m[2]))
-    num_stages = max(stage_blocks, default=0)
+            blocks.setdefault(int(m[1]), set()).add(int(m[2]))
+    num_stages = max(blocks, default=0)
     depths = tuple(
-        max(stage_blocks.get(i, {-1})) + 1 for i in range(1, num_stages + 1))
+        max(blocks.get(i, {-1})) + 1 for i in range(1, num_stages + 1))
     if not num_stages or min(depths) < 1:
-        raise CheckpointError(f'missing weights: no blocks for some stages '
-                              f'(blocks found per stage: {stage_blocks})')
+        raise CheckpointError(
+            f"'{where}' is not a complete CSWin model: missing weights of "
+            f'whole stages (blocks found: {blocks})')
     embed_dims = weights['stage1_conv_embed.0.weight'].shape[0]
     has_fsla = any('.content_attn.' in k for k in weights)
 
@@ -720,27 +736,42 @@ def convert_boat_cswin_checkpoint(src: Union[str, dict],
         if new is None:
             unexpected.append(k)
         else:
-            state_dict[new] = v.detach().clone()
+            state_dict[new] = v.detach().clone().contiguous()
 
-    # the structure the weights must fill, built on the meta device (free)
-    with torch.device('meta'):
-        model = BOATCSWinTransformer(
-            arch=dict(
-                embed_dims=embed_dims,
-                depths=depths,
-                num_heads=(2, ) * num_stages,
-                split_sizes=(1, ) * num_stages),
-            out_indices=(num_stages - 1, ))
-    expected = {f'backbone.{k}': v.shape for k, v in model.state_dict().items()}
-    head = state_dict.get('head.fc.weight')
-    num_classes = 0 if head is None else head.shape[0]
+    # The backbone the weights must fill; weight shapes depend on neither
+    # num_heads nor split_sizes.
+    kwargs = dict(
+        arch=dict(
+            embed_dims=embed_dims,
+            depths=depths,
+            num_heads=(2, ) * num_stages,
+            split_sizes=(1, ) * num_stages),
+        out_indices=(num_stages - 1, ))
+    fresh = []
+    if has_fsla:
+        with torch.device('meta'):
+            model = BOATCSWinTransformer(**kwargs)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = BOATCSWinTransformer(**kwargs)
+            model.init_weights()
+        for k, v in model.state_dict().items():
+            if re.search(r'\.(fsla|norm_fsla)\.', k):
+                fresh.append(f'backbone.{k}')
+                state_dict[f'backbone.{k}'] = v
+    expected = {
+        f'backbone.{k}': v.shape
+        for k, v in model.state_dict().items()
+    }
+    head = weights.get('head.weight')
+    num_classes = 0 if head is None else int(head.shape[0])
     expected['head.fc.weight'] = (num_classes, model.num_features[-1])
     expected['head.fc.bias'] = (num_classes, )
-    fresh = [] if has_fsla else [
-        k for k in expected if re.search(r'\.(fsla|fsla_norm)\.', k)
+    missing = [_to_official_key(k) for k in expected if k not in state_dict]
+    unexpected += [
+        _to_official_key(k) for k in state_dict if k not in expected
     ]
-    missing = [k for k in expected if k not in state_dict and k not in fresh]
-    unexpected += [_to_official_key(k) for k in state_dict if k not in expected]
     mismatched = [
         f'{_to_official_key(k)}: {tuple(v.shape)}, expected '
         f'{tuple(expected[k])}' for k, v in state_dict.items()
@@ -752,19 +783,20 @@ def convert_boat_cswin_checkpoint(src: Union[str, dict],
             f'{"BOAT-CSWin" if has_fsla else "CSWin"} model (embed_dims='
             f'{embed_dims}, depths={depths}'
             f'{", FSLA in the even blocks" if has_fsla else ""}):\n'
-            f'  missing weights: {[_to_official_key(k) for k in missing]}\n'
+            f'  missing weights: {missing}\n'
             f'  unexpected weights: {unexpected}\n'
             f'  shape mismatches: {mismatched}')
 
-    preset = _match_preset(embed_dims, depths)
     meta = dict(
-        source_format='BOAT-CSWin timm' if has_fsla else 'CSWin timm',
+        source='boat-cswin' if has_fsla else 'cswin',
         source_weights=where,
-        source_arch=str(ckpt.get('arch', '')),
-        epoch=ckpt.get('epoch'),
-        arch=preset or dict(embed_dims=int(embed_dims), depths=depths),
-        num_classes=int(num_classes),
+        # a preset name, or None: num_heads / split_sizes are not in weights
+        arch=_match_preset(embed_dims, depths),
+        embed_dims=int(embed_dims),
+        depths=list(depths),
+        num_classes=num_classes,
         fresh_keys=fresh)
-    if isinstance(src, str):
-        meta['source'] = src
+    for k in ('arch', 'epoch'):
+        if isinstance(ckpt.get(k), (str, int, float)):
+            meta[f'source_{k}'] = ckpt[k]
     return dict(meta=meta, state_dict=state_dict)
