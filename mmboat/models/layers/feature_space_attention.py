@@ -15,15 +15,20 @@ Cluster layout rule (any number of tokens ``N``, cluster size ``S``):
   never changes the output of a real token.
 * Keys and values of leaf ``2j`` are its own tokens plus the first
   ``overlap`` real tokens of leaf ``2j + 1``; those of leaf ``2j + 1`` are
-  its own plus the last ``overlap`` real tokens of leaf ``2j``. With a single
-  leaf (``L = 0``, e.g. ``N <= S``) there is no sibling and no overlap: FSLA
-  is plain global attention plus LePE.
+  its own plus the last ``overlap`` real tokens of leaf ``2j``. The overlap
+  is capped at the size of the smallest leaf (it never is with the defaults,
+  S = 49 and overlap 20). With a single leaf (``L = 0``, e.g. ``N <= S``)
+  there is no sibling and no overlap: FSLA is plain global attention plus
+  LePE.
+* In memory, padding slots sit at the start of even leaves and at the end
+  of odd leaves, so the keys of every leaf are one contiguous window of the
+  sorted tokens.
 
 When ``N = S * 2**L`` there is no padding and the computation is exactly the
 one of the published BOAT models.
 """
 import math
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import NamedTuple, Optional, Tuple
 
 import torch
@@ -35,19 +40,20 @@ class ClusterLayout(NamedTuple):
     """Data-independent structure of the clustering for ``N`` tokens.
 
     Everything here depends only on ``(N, cluster_size, overlap)``: which
-    slots are padding, how many real tokens each group holds at every level,
-    and which slots every leaf uses as keys.
+    slots are padding, how many real tokens every group holds at every
+    level, and the overlap actually used.
     """
     num_tokens: int
     num_levels: int
     leaf_size: int
+    overlap: int  # sibling tokens in the keys of every leaf (0 if L == 0)
     # per level: (first-half mask (G, T), valid mask (G, T),
     #             slot source after the sort (G, T) or None)
     levels: Tuple[Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]],
                   ...]
     leaf_valid: torch.Tensor  # (2**L, m) bool, real query slots
-    key_index: torch.Tensor  # (2**L, m + overlap) long, into the (2**L * m) leaf slots
-    key_valid: Optional[torch.Tensor]  # (2**L, m + overlap) bool, None if all valid
+    # (2**L, m + overlap) bool over each leaf's key window, None if all valid
+    key_valid: Optional[torch.Tensor]
 
 
 def num_cluster_levels(num_tokens: int, cluster_size: int) -> int:
@@ -55,6 +61,27 @@ def num_cluster_levels(num_tokens: int, cluster_size: int) -> int:
     if num_tokens <= cluster_size:
         return 0
     return max(0, math.floor(math.log2(num_tokens / cluster_size) + 0.5))
+
+
+def _child_slots(n: torch.Tensor, T: int, pads_first: bool) -> torch.Tensor:
+    """``src[g, p]``: sorted rank (pads ranked last) that goes to slot p.
+
+    Ranks below ``ceil(n / 2)`` fill the first child, the other real ranks
+    the second; pads fill the rest of each child, at its end, or at the
+    start of the first child when ``pads_first``.
+    """
+    half = T // 2
+    first = (n + 1) // 2
+    first_pads = half - first
+    p = torch.arange(T).expand(n.shape[0], T)
+    q = p - half
+    if pads_first:
+        in_first = torch.where(p < first_pads, n + p, p - first_pads)
+    else:
+        in_first = torch.where(p < first, p, n + (p - first))
+    in_second = torch.where(q < n - first, first + q,
+                            n + first_pads + (q - (n - first)))
+    return torch.where(p < half, in_first, in_second)
 
 
 @lru_cache(maxsize=64)
@@ -66,55 +93,28 @@ def _cluster_layout_cpu(num_tokens: int, cluster_size: int,
     levels = []
     counts = [N]
     for level in range(L):
-        G, T = 2**level, m * 2**(L - level)
-        slot = torch.arange(T)
+        T = m * 2**(L - level)
         n = torch.tensor(counts)[:, None]  # (G, 1) real tokens per group
-        first = (n + 1) // 2
-        first_mask = slot < first
-        valid = slot < n
-        # After sorting (pads last) rank k goes to the first child for
-        # k < first, to the second child for first <= k < n; pads fill the
-        # remaining slots of each child. `src[g, p]` is the rank in slot p.
-        half = T // 2
-        if bool(valid.all()):
-            src = None
-        else:
-            n_pad_first = half - first
-            p = slot.expand(G, T)
-            in_first = p < half
-            real_first = p < first
-            real_second = (~in_first) & (p - half < n - first)
-            src = torch.where(
-                in_first,
-                torch.where(real_first, p, n + (p - first)),
-                torch.where(real_second, first + (p - half),
-                            n + n_pad_first + (p - half - (n - first))))
-        levels.append((first_mask, valid, src))
+        valid = torch.arange(T) < n
+        src = None if bool(valid.all()) else _child_slots(
+            n, T, pads_first=level == L - 1)
+        levels.append((torch.arange(T) < (n + 1) // 2, valid, src))
         counts = [c for k in counts for c in ((k + 1) // 2, k // 2)]
 
-    G = 2**L
-    leaf_counts = torch.tensor(counts)[:, None]  # (G, 1)
+    leaf_counts = torch.tensor(counts)[:, None]  # (2**L, 1)
     slot = torch.arange(m)
-    leaf_valid = slot < leaf_counts
-    own = slot + m * torch.arange(G)[:, None]  # (G, m)
-    if L == 0 or overlap == 0:
-        key_index, key_valid = own, leaf_valid
-    else:
-        o = torch.arange(overlap)
-        leaf = torch.arange(G)[:, None]
-        sibling = leaf ^ 1
-        sib_count = leaf_counts[sibling[:, 0]]  # (G, 1)
-        is_first = (leaf % 2) == 0
-        # first `overlap` real tokens of the right sibling, or the last
-        # `overlap` real tokens of the left sibling
-        pos = torch.where(is_first, o, sib_count - overlap + o)
-        extra_valid = (pos >= 0) & (pos < sib_count)
-        extra = sibling * m + pos.clamp(min=0, max=m - 1)
-        key_index = torch.cat([own, extra], dim=1)
-        key_valid = torch.cat([leaf_valid, extra_valid], dim=1)
+    even = (torch.arange(2**L) % 2 == 0)[:, None]
+    leaf_valid = torch.where(even, slot >= m - leaf_counts,
+                             slot < leaf_counts)
+    overlap = min(overlap, min(counts)) if L > 0 else 0
+    # even leaf: own slots, then the first slots of its right sibling;
+    # odd leaf: the last slots of its left sibling, then its own.
+    ones = torch.ones(2**L, overlap, dtype=torch.bool)
+    key_valid = torch.where(even, torch.cat([leaf_valid, ones], 1),
+                            torch.cat([ones, leaf_valid], 1))
     if bool(key_valid.all()):
         key_valid = None
-    return ClusterLayout(N, L, m, tuple(levels), leaf_valid, key_index,
+    return ClusterLayout(N, L, m, overlap, tuple(levels), leaf_valid,
                          key_valid)
 
 
@@ -135,7 +135,6 @@ def cluster_layout(num_tokens: int, cluster_size: int, overlap: int,
         layout = cpu._replace(
             levels=tuple(tuple(move(t) for t in lv) for lv in cpu.levels),
             leaf_valid=move(cpu.leaf_valid),
-            key_index=move(cpu.key_index),
             key_valid=move(cpu.key_valid))
         if len(_LAYOUT_CACHE) > 256:
             _LAYOUT_CACHE.clear()
@@ -158,7 +157,8 @@ def balanced_hierarchical_clustering(x: torch.Tensor,
     ``softmax(temperature * cos)``, and the group is sorted by
     ``(cos(x, c1) + 1) / (cos(x, c2) + 1)``; the first half of the sorted
     tokens forms the first child. See the module docstring for the layout
-    rule when ``N`` is not ``cluster_size * 2**L``.
+    rule when ``N`` is not ``cluster_size * 2**L``. Runs without autocast,
+    in float32 for half-precision inputs.
 
     Args:
         x (Tensor): (B, N, d) features; each of the B rows is clustered
@@ -166,7 +166,8 @@ def balanced_hierarchical_clustering(x: torch.Tensor,
         cluster_size (int): target number of tokens per cluster.
         num_iters (int): centroid refinement iterations per level.
         temperature (float): softmax temperature of the soft assignments.
-        overlap (int): only used to build ``layout.key_index``.
+        overlap (int): sibling tokens in every leaf's keys; only shapes
+            ``layout.key_valid``.
 
     Returns:
         tuple: ``order`` (B, 2**L, m) long, the token index held by every
@@ -195,25 +196,25 @@ def _cluster(x, cluster_size, num_iters, temperature, overlap):
     for level, (first, valid, src) in enumerate(layout.levels):
         G, T = 2**level, Np >> level
         q = feats.view(B, G, T, d)
+        qt = q.transpose(-1, -2)  # (B, G, d, T): row-vector products are fast
         total = q.sum(2, keepdim=True)  # (B, G, 1, d); padding rows are 0
         if src is None:  # no padding: the first half of every group
             first_sum = q[:, :, :T // 2].sum(2, keepdim=True)
         else:
             first_sum = torch.matmul(first.to(q.dtype)[:, None], q)
         # means of the two halves, up to a scale that normalising removes
-        cent = F.normalize(torch.cat([first_sum, total - first_sum], 2), dim=-1)
-        scaled_inv_norm = inv_norm.view(B, G, T, 1) * temperature
+        c1 = F.normalize(first_sum, dim=-1)
+        c2 = F.normalize(total - first_sum, dim=-1)
+        scaled_inv_norm = inv_norm.view(B, G, 1, T) * temperature
         for _ in range(num_iters):
             # softmax over two centroids == sigmoid of the cosine difference
-            delta = (cent[:, :, 0] - cent[:, :, 1]).unsqueeze(-1)
-            assign = torch.matmul(q, delta).mul_(scaled_inv_norm).sigmoid_()
-            first_sum = torch.matmul(assign.transpose(-1, -2), q)
-            cent = F.normalize(
-                torch.cat([first_sum, total - first_sum], 2), dim=-1)
-        cos = torch.matmul(q, cent.transpose(-1, -2))  # (B, G, T, 2)
-        qn = inv_norm.view(B, G, T, 1)
-        ratio = (cos[..., 0:1] * qn + 1).div_(cos[..., 1:2] * qn + 1)
-        ratio = ratio.view(B, G, T)
+            assign = torch.matmul(c1 - c2, qt).mul_(scaled_inv_norm).sigmoid_()
+            first_sum = torch.matmul(assign, q)  # (B, G, 1, d)
+            c1 = F.normalize(first_sum, dim=-1)
+            c2 = F.normalize(total - first_sum, dim=-1)
+        qn = inv_norm.view(B, G, 1, T)
+        ratio = torch.matmul(c1, qt).mul_(qn).add_(1).div_(
+            torch.matmul(c2, qt).mul_(qn).add_(1)).view(B, G, T)
         if src is not None:
             big = torch.finfo(ratio.dtype).max
             ratio = torch.nan_to_num(ratio, nan=big, posinf=big)
@@ -231,6 +232,34 @@ def _cluster(x, cluster_size, num_iters, temperature, overlap):
             inv_norm = inv_norm.view(-1).index_select(0, flat).view(B, Np)
     order = torch.where(order < N, order, -1)
     return order.view(B, 2**L, m), layout
+
+
+class _GatherRowsFunction(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, src, index, inverse, keep):
+        ctx.save_for_backward(inverse, keep)
+        return src.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        inverse, keep = ctx.saved_tensors
+        grad = grad.index_select(0, inverse)
+        if keep is not None:
+            grad = grad * keep
+        return grad, None, None, None
+
+
+def _gather_rows(src: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor,
+                 keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``src[index]`` whose backward is a gather too.
+
+    ``inverse[index[i]] == i`` for every row of ``src`` that matters; rows of
+    ``src`` that ``index`` does not reach (``keep`` False) get zero gradient.
+    A gather backward is much faster than the scatter-add of
+    ``index_select``'s own backward.
+    """
+    return _GatherRowsFunction.apply(src, index, inverse, keep)
 
 
 class FeatureSpaceLocalAttention(nn.Module):
@@ -300,6 +329,14 @@ class FeatureSpaceLocalAttention(nn.Module):
             embed_dims, embed_dims, 3, padding=1, groups=embed_dims)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
+        # qkv output channels reordered (part, head, dim) -> (head, part,
+        # dim): one row of 3 * head_dims values is the query, key and value
+        # of one (token, head), so one gather sorts all three.
+        self.register_buffer(
+            'head_major',
+            torch.arange(3 * embed_dims).view(3, num_heads, -1).transpose(
+                0, 1).reshape(-1),
+            persistent=False)
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
@@ -307,7 +344,8 @@ class FeatureSpaceLocalAttention(nn.Module):
                 f'num_iters={self.num_iters}, temperature={self.temperature}, '
                 f'scale={self.scale:.4g}')
 
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor,
+                hw_shape: Tuple[int, int]) -> torch.Tensor:
         B, N, C = x.shape
         H, W = hw_shape
         if H * W != N:
@@ -317,53 +355,61 @@ class FeatureSpaceLocalAttention(nn.Module):
             raise ValueError(f'x has {C} channels, expected embed_dims='
                              f'{self.embed_dims}')
         h, d = self.num_heads, self.head_dims
-        qkv = self.qkv(x)  # (B, N, 3, h, d) as rows of d
-        rows = qkv.reshape(B * N * 3 * h, d)
+        bias = None if self.qkv.bias is None else self.qkv.bias[self.head_major]
+        qkv = F.linear(x, self.qkv.weight[self.head_major], bias)
+        qkv = qkv.view(B, N, h, 3, d)
 
         # cluster the queries of every (image, head)
-        q = qkv.view(B, N, 3, h, d)[:, :, 0].transpose(1, 2).reshape(B * h, N, d)
         order, layout = balanced_hierarchical_clustering(
-            q, self.cluster_size, self.num_iters, self.temperature,
-            self.overlap)
+            qkv[..., 0, :].transpose(1, 2).reshape(B * h, N, d),
+            self.cluster_size, self.num_iters, self.temperature, self.overlap)
         G, m = order.shape[1:]
+        arange = partial(torch.arange, device=x.device)
+
+        # Row maps between the token order, rows (b, token, head) of `qkv`,
+        # and the slot order, rows (b*h, slot) with leaves in order. Padding
+        # slots read token 0 and are dropped on the way back; every token
+        # has exactly one slot.
         token = order.clamp(min=0).view(B, h, G * m)
-        # row of (b, token, part, head) in `rows`
-        bh = (torch.arange(B, device=x.device)[:, None, None] * N * 3 * h +
-              torch.arange(h, device=x.device)[None, :, None])
-        q_rows = token * (3 * h) + bh  # (B, h, G*m)
-        key_rows = q_rows[..., layout.key_index.view(-1)]
-        q_c = rows.index_select(0, q_rows.view(-1)).view(B * h, G, m, d)
-        k_c = rows.index_select(0, (key_rows + h).view(-1))
-        v_c = rows.index_select(0, (key_rows + 2 * h).view(-1))
-        k_c = k_c.view(B * h, G, -1, d)
-        v_c = v_c.view(B * h, G, -1, d)
-        mask = None
-        if layout.key_valid is not None:
-            mask = layout.key_valid[:, None, :]  # (G, 1, m + o)
-        out = F.scaled_dot_product_attention(
-            q_c, k_c, v_c, attn_mask=mask,
-            dropout_p=self.attn_drop if self.training else 0.,
-            scale=self.scale)  # (B*h, G, m, d)
+        token_of_slot = ((arange(B)[:, None, None] * N + token) * h +
+                         arange(h)[:, None]).view(-1)
+        slot = torch.empty(B * h, N + 1, dtype=torch.long, device=x.device)
+        slot.scatter_(1, torch.where(order < 0, N, order).view(B * h, -1),
+                      arange(G * m).expand(B * h, G * m))
+        slot = slot[:, :N] + arange(B * h)[:, None] * (G * m)
+        slot_of_token = slot.view(B, h, N).transpose(1, 2).reshape(-1)
+        real_slots = None if G * m == N else (order >= 0).view(-1, 1)
 
-        # back to the token order: slot of (b, head, token)
-        slot = torch.empty(B * h, N, dtype=torch.long, device=x.device)
-        slot_ids = torch.arange(G * m, device=x.device).expand(B * h, G * m)
-        if G * m > N:  # padding slots hold no token
-            keep = (order >= 0).view(B * h, G * m)
-            slot.view(-1).scatter_(
-                0, (order.view(B * h, -1) +
-                    torch.arange(B * h, device=x.device)[:, None] * N)[keep],
-                slot_ids[keep])
+        # q, k, v of every slot: (B*h, G, m, 3, d)
+        qkv_c = _gather_rows(qkv.view(B * N * h, 3 * d), token_of_slot,
+                             slot_of_token)
+        qkv_c = qkv_c.view(B * h, G, m, 3, d)
+        o = layout.overlap
+        if o:
+            # keys of the leaf pair (2j, 2j + 1): slots [0, m + o) and
+            # [m - o, 2m) of the pair
+            kv = qkv_c[..., 1:, :].reshape(B * h, G // 2, 2 * m, 2, d)
+            kv = torch.stack([kv[:, :, :m + o], kv[:, :, m - o:]], dim=2)
+            kv = kv.view(B * h, G, m + o, 2, d)
         else:
-            slot.scatter_(1, order.view(B * h, N), slot_ids)
-        slot = slot + torch.arange(B * h, device=x.device)[:, None] * (G * m)
-        out = out.reshape(B * h * G * m, d).index_select(
-            0, slot.view(B, h, N).transpose(1, 2).reshape(-1))
-        out = out.view(B, N, C)
+            kv = qkv_c[..., 1:, :]
+        # contiguous (B*h, G, L, d) inputs take the fused kernels
+        mask = layout.key_valid
+        if mask is not None:
+            mask = mask[:, None, :]  # (G, 1, m + o)
+        out = F.scaled_dot_product_attention(
+            qkv_c[..., 0, :].contiguous(), kv[..., 0, :].contiguous(),
+            kv[..., 1, :].contiguous(), attn_mask=mask,
+            dropout_p=self.attn_drop if self.training else 0.,
+            scale=self.scale)
 
-        # LePE on the values in image order, heads concatenated head-major
-        # (B, N, C) is the channels-last layout of (B, C, H, W)
-        v = qkv.view(B, N, 3, C)[:, :, 2].reshape(B, H, W, C)
+        # back to the token order: (B, N, h, d) = (B, N, C)
+        out = _gather_rows(out.reshape(B * h * G * m, d), slot_of_token,
+                           token_of_slot, real_slots).view(B, N, C)
+
+        # LePE on the values in image order, heads concatenated head-major;
+        # (B, H, W, C) permuted is the channels-last layout of (B, C, H, W)
+        v = qkv[..., 2, :].reshape(B, H, W, C)
         lepe = self.get_v(v.permute(0, 3, 1, 2))
         out = out + lepe.permute(0, 2, 3, 1).reshape(B, N, C)
         return self.proj_drop(self.proj(out))

@@ -156,18 +156,19 @@ def test_single_cluster_is_global_attention_plus_lepe():
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
 
 
-def test_gradients_reach_all_parameters_and_gradcheck():
+@pytest.mark.parametrize('hw', [(4, 5), (3, 7)])  # without / with padding
+def test_gradients_reach_all_parameters_and_gradcheck(hw):
     m = build(4, 2, cluster_size=4, overlap=2)
     torch.manual_seed(4)
-    x = torch.randn(2, 20, 4, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, hw[0] * hw[1], 4, dtype=torch.float64, requires_grad=True)
     params = dict(m.named_parameters())
 
     def f(x, *values):
-        return torch.func.functional_call(m, dict(zip(params, values)), (x, (4, 5)))
+        return torch.func.functional_call(m, dict(zip(params, values)), (x, hw))
 
     assert torch.autograd.gradcheck(f, (x, *params.values()), eps=1e-6, atol=1e-5)
     m.zero_grad()
-    m(x, (4, 5)).square().sum().backward()
+    m(x, hw).square().sum().backward()
     for name in ('qkv.weight', 'qkv.bias', 'proj.weight', 'get_v.weight', 'get_v.bias'):
         assert params[name].grad is not None and params[name].grad.abs().sum() > 0, name
 
