@@ -262,6 +262,62 @@ def _gather_rows(src: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor,
     return _GatherRowsFunction.apply(src, index, inverse, keep)
 
 
+class _ClusterQKV(torch.autograd.Function):
+    """Queries, keys and values of every cluster, as contiguous tensors.
+
+    From ``rows`` (B*N*h, 3*d), the (query, key, value) of every
+    (image, token, head), gathers ``token_of_slot`` into the slot order and
+    returns q (B*h, G, m, d) and k, v (B*h, G, m + o, d): the keys of leaf
+    2j are its slots and the first ``o`` slots of leaf 2j + 1; those of leaf
+    2j + 1 are the last ``o`` slots of leaf 2j and its own. The backward
+    folds the overlap back and gathers with ``slot_of_token`` (gradients of
+    padding slots, which are never attended and whose outputs are dropped,
+    are zero).
+    """
+
+    @staticmethod
+    def forward(ctx, rows, token_of_slot, slot_of_token, shape):
+        BH, G, m, o = shape
+        d = rows.shape[1] // 3
+        ctx.save_for_backward(slot_of_token)
+        ctx.shape = shape
+        qkv = rows.index_select(0, token_of_slot).view(BH, G, m, 3, d)
+        q = qkv[..., 0, :].contiguous()
+        if not o:
+            return q, qkv[..., 1, :].contiguous(), qkv[..., 2, :].contiguous()
+        own = qkv.view(BH, G // 2, 2, m, 3, d)
+        kv = qkv.new_empty(2, BH, G // 2, 2, m + o, d)
+        for i in (0, 1):  # keys, values
+            part = own[..., 1 + i, :]
+            kv[i, :, :, 0, :m] = part[:, :, 0]
+            kv[i, :, :, 0, m:] = part[:, :, 1, :o]
+            kv[i, :, :, 1, :o] = part[:, :, 0, m - o:]
+            kv[i, :, :, 1, o:] = part[:, :, 1]
+        kv = kv.view(2, BH, G, m + o, d)
+        return q, kv[0], kv[1]
+
+    @staticmethod
+    def backward(ctx, grad_q, grad_k, grad_v):
+        slot_of_token, = ctx.saved_tensors
+        BH, G, m, o = ctx.shape
+        d = grad_q.shape[-1]
+        grad = grad_q.new_empty(BH, G, m, 3, d)
+        grad[..., 0, :] = grad_q
+        if not o:
+            grad[..., 1, :] = grad_k
+            grad[..., 2, :] = grad_v
+        else:
+            pairs = grad.view(BH, G // 2, 2, m, 3, d)
+            for i, g in ((1, grad_k), (2, grad_v)):
+                g = g.reshape(BH, G // 2, 2, m + o, d)
+                pairs[:, :, 0, :, i] = g[:, :, 0, :m]
+                pairs[:, :, 1, :, i] = g[:, :, 1, o:]
+                pairs[:, :, 1, :o, i] += g[:, :, 0, m:]
+                pairs[:, :, 0, m - o:, i] += g[:, :, 1, :o]
+        grad = grad.view(BH * G * m, 3 * d).index_select(0, slot_of_token)
+        return grad, None, None, None
+
+
 class FeatureSpaceLocalAttention(nn.Module):
     """Feature-space local attention (FSLA) with LePE.
 
@@ -380,26 +436,14 @@ class FeatureSpaceLocalAttention(nn.Module):
         slot_of_token = slot.view(B, h, N).transpose(1, 2).reshape(-1)
         real_slots = None if G * m == N else (order >= 0).view(-1, 1)
 
-        # q, k, v of every slot: (B*h, G, m, 3, d)
-        qkv_c = _gather_rows(qkv.view(B * N * h, 3 * d), token_of_slot,
-                             slot_of_token)
-        qkv_c = qkv_c.view(B * h, G, m, 3, d)
-        o = layout.overlap
-        if o:
-            # keys of the leaf pair (2j, 2j + 1): slots [0, m + o) and
-            # [m - o, 2m) of the pair
-            kv = qkv_c[..., 1:, :].reshape(B * h, G // 2, 2 * m, 2, d)
-            kv = torch.stack([kv[:, :, :m + o], kv[:, :, m - o:]], dim=2)
-            kv = kv.view(B * h, G, m + o, 2, d)
-        else:
-            kv = qkv_c[..., 1:, :]
-        # contiguous (B*h, G, L, d) inputs take the fused kernels
+        q_c, k_c, v_c = _ClusterQKV.apply(
+            qkv.view(B * N * h, 3 * d), token_of_slot, slot_of_token,
+            (B * h, G, m, layout.overlap))
         mask = layout.key_valid
         if mask is not None:
             mask = mask[:, None, :]  # (G, 1, m + o)
         out = F.scaled_dot_product_attention(
-            qkv_c[..., 0, :].contiguous(), kv[..., 0, :].contiguous(),
-            kv[..., 1, :].contiguous(), attn_mask=mask,
+            q_c, k_c, v_c, attn_mask=mask,
             dropout_p=self.attn_drop if self.training else 0.,
             scale=self.scale)
 
