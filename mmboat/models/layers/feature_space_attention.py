@@ -440,8 +440,8 @@ class FeatureSpaceLocalAttention(nn.Module):
             qkv.view(B * N * h, 3 * d), token_of_slot, slot_of_token,
             (B * h, G, m, layout.overlap))
         mask = layout.key_valid
-        if mask is not None:
-            mask = mask[:, None, :]  # (G, 1, m + o)
+        if mask is not None:  # 4-D, or CPU falls back to unfused attention
+            mask = mask[None, :, None, :]  # (1, G, 1, m + o)
         out = F.scaled_dot_product_attention(
             q_c, k_c, v_c, attn_mask=mask,
             dropout_p=self.attn_drop if self.training else 0.,
