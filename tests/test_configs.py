@@ -20,7 +20,7 @@ def load(path):
 
 
 def test_configs_are_found():
-    assert len(CONFIGS) >= 3
+    assert len(CONFIGS) >= 6
 
 
 @pytest.mark.parametrize('path', [p for p in CONFIGS if 'mask-rcnn' in p.name],
