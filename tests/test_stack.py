@@ -2,7 +2,6 @@
 mmpretrain models built from the configs shipped inside the packages."""
 import os.path as osp
 
-import pytest
 import torch
 
 

@@ -11,8 +11,9 @@ state and runs nothing.
 import collections
 import os
 import pickle
+import re
 import zipfile
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import torch
 
@@ -151,3 +152,85 @@ def load_checkpoint_file(path: str, map_location='cpu') -> Dict[str, Any]:
             f'checkpoint {path} holds a {type(obj).__name__}, not a dict of '
             'weights; it is not a PyTorch training checkpoint')
     return obj
+
+
+def key_report(title: str, keys, limit: int = 20) -> str:
+    """``title (n):`` and the first ``limit`` keys, one per line."""
+    if not keys:
+        return ''
+    shown = '\n'.join(f'  {k}' for k in keys[:limit])
+    more = f'\n  ... and {len(keys) - limit} more' if len(keys) > limit \
+        else ''
+    return f'{title} ({len(keys)}):\n{shown}{more}\n'
+
+
+def load_backbone_weights(backbone: torch.nn.Module, path: str,
+                          official_prefixes: Tuple[str, ...],
+                          converter: str) -> None:
+    """Load an mmboat checkpoint into a backbone, every weight checked.
+
+    The file is read with :func:`load_checkpoint_file`. With ``backbone.*``
+    keys (an mmboat classifier checkpoint) only those are used; otherwise
+    ``head.*`` / ``neck.*`` are ignored. Output norms ``norm{i}`` may be
+    absent (a classifier has only the last one: they keep their fresh
+    initialisation) or unused; any other missing, unexpected or misshapen
+    weight raises :class:`CheckpointError` listing them all.
+
+    Args:
+        backbone (nn.Module): the model to load into.
+        path (str): the checkpoint file.
+        official_prefixes (tuple[str]): key prefixes of the unconverted
+            release format, rejected with a pointer to ``converter``.
+        converter (str): the script that converts the release format.
+    """
+    from mmengine.logging import print_log
+    name = type(backbone).__name__
+    ckpt = load_checkpoint_file(path)
+    state_dict = ckpt.get('state_dict', ckpt.get('model', ckpt))
+    if any(k.startswith(official_prefixes) for k in state_dict):
+        raise CheckpointError(
+            f'{path} is in the official release layout, not mmboat\'s: '
+            f'convert it first with {converter}')
+    if any(k.startswith('backbone.') for k in state_dict):
+        state_dict = {
+            k[len('backbone.'):]: v
+            for k, v in state_dict.items() if k.startswith('backbone.')
+        }
+    else:
+        state_dict = {
+            k: v
+            for k, v in state_dict.items()
+            if not k.startswith(('head.', 'neck.'))
+        }
+    own = backbone.state_dict()
+    is_output_norm = re.compile(r'norm\d+\.').match
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    fresh = [k for k in missing if is_output_norm(k)]
+    unused = [k for k in unexpected if is_output_norm(k)]
+    missing = [k for k in missing if k not in fresh]
+    unexpected = [k for k in unexpected if k not in unused]
+    mismatched = [
+        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+        for k, v in state_dict.items() if k in own and v.shape != own[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        raise CheckpointError(
+            f'{path} does not fit this {name}:\n' +
+            key_report('missing weights', missing) +
+            key_report('unexpected weights', unexpected) +
+            key_report('shape mismatches', mismatched) +
+            'Check arch and fsla_blocks against the checkpoint (its meta '
+            'says how it was converted).')
+    backbone.load_state_dict(
+        {k: v for k, v in state_dict.items() if k in own}, strict=False)
+
+    def norms(keys):
+        return sorted({k.split('.')[0] for k in keys})
+
+    print_log(
+        f'{name}: loaded {len(state_dict) - len(unused)} tensors from {path}'
+        + (f'; output norms not in the checkpoint start fresh: '
+           f'{norms(fresh)}' if fresh else '') +
+        (f'; unused output norms: {norms(unused)}' if unused else ''),
+        logger='current')

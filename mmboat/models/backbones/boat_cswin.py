@@ -25,13 +25,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, trunc_normal_init
 from timm.layers import DropPath, Mlp
 
 from mmboat.registry import MODELS
-from mmboat.utils import CheckpointError, load_checkpoint_file
+from mmboat.utils import (CheckpointError, load_backbone_weights,
+                          load_checkpoint_file)
 from ..layers import FeatureSpaceLocalAttention
 
 HWShape = Tuple[int, int]
@@ -486,7 +486,7 @@ class BOATCSWinTransformer(BaseModule):
         From scratch as CSWin: truncated normal (std 0.02) for linear layers,
         zero biases, LayerNorms at 1 / 0, convolutions at PyTorch's default.
         ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` then loads an
-        mmboat checkpoint with :meth:`load_pretrained`.
+        mmboat checkpoint with :func:`mmboat.utils.load_backbone_weights`.
         """
         cfg = self.init_cfg
         if cfg is not None and not (isinstance(cfg, dict)
@@ -501,70 +501,10 @@ class BOATCSWinTransformer(BaseModule):
             elif isinstance(m, nn.LayerNorm):
                 constant_init(m, val=1., bias=0.)
         if cfg is not None:
-            self.load_pretrained(cfg['checkpoint'])
+            load_backbone_weights(
+                self, cfg['checkpoint'], ('stage1_conv_embed.', 'layers.'),
+                'tools/model_converters/boat_cswin_to_mmboat.py')
         self._is_init = True
-
-    def load_pretrained(self, path: str):
-        """Load an mmboat checkpoint (see the converter) into the backbone.
-
-        The file is read with :func:`load_checkpoint_file` (no code from it
-        runs). With ``backbone.*`` keys only those are used; otherwise
-        ``head.*`` / ``neck.*`` are ignored. Output norms ``norm{i}`` may be
-        absent (a classifier has only the last; they keep their fresh
-        initialisation) or unused; any other missing, unexpected or
-        misshapen weight raises :class:`CheckpointError`.
-        """
-        ckpt = load_checkpoint_file(path)
-        state_dict = ckpt.get('state_dict', ckpt.get('model', ckpt))
-        if any(k.startswith(('stage1_conv_embed.', 'layers.'))
-               for k in state_dict):
-            raise CheckpointError(
-                f'{path} is in an official layout, not mmboat\'s: convert it '
-                'with tools/model_converters/boat_cswin_to_mmboat.py')
-        if any(k.startswith('backbone.') for k in state_dict):
-            state_dict = {
-                k[len('backbone.'):]: v
-                for k, v in state_dict.items() if k.startswith('backbone.')
-            }
-        else:
-            state_dict = {
-                k: v
-                for k, v in state_dict.items()
-                if not k.startswith(('head.', 'neck.'))
-            }
-        own = self.state_dict()
-        is_output_norm = re.compile(r'norm\d+\.').match
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
-        fresh = [k for k in missing if is_output_norm(k)]
-        unused = [k for k in unexpected if is_output_norm(k)]
-        missing = [k for k in missing if k not in fresh]
-        unexpected = [k for k in unexpected if k not in unused]
-        mismatched = [
-            f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-            for k, v in state_dict.items()
-            if k in own and v.shape != own[k].shape
-        ]
-        if missing or unexpected or mismatched:
-            raise CheckpointError(
-                f'{path} does not fit {type(self).__name__}(arch={self.arch},'
-                f' fsla_blocks={self.fsla_blocks}):\n'
-                f'  missing weights: {missing}\n'
-                f'  unexpected weights: {unexpected}\n'
-                f'  shape mismatches: {mismatched}')
-        self.load_state_dict(
-            {k: v for k, v in state_dict.items() if k in own}, strict=False)
-
-        def norms(keys):
-            return sorted({k.split('.')[0] for k in keys})
-
-        print_log(
-            f'{type(self).__name__}: loaded {len(state_dict) - len(unused)} '
-            f'tensors from {path}' +
-            (f'; output norms not in the checkpoint start fresh: '
-             f'{norms(fresh)}' if fresh else '') +
-            (f'; unused output norms: {norms(unused)}' if unused else ''),
-            logger='current')
 
 
 # ---------------------------------------------------------------------------

@@ -16,20 +16,19 @@ command line.
 import math
 import re
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks.transformer import FFN, PatchEmbed, PatchMerging
-from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.utils.attention import ShiftWindowMSA
 
 from mmboat.registry import MODELS
-from mmboat.utils import load_checkpoint_file
+from mmboat.utils import key_report, load_backbone_weights
 from ..layers import FeatureSpaceLocalAttention
 
 ARCH_KEYS = ('embed_dims', 'depths', 'num_heads')
@@ -487,7 +486,9 @@ class BOATSwinTransformer(BaseModule):
             raise ValueError("init_cfg of type 'Pretrained' needs a "
                              "'checkpoint' path")
         self._init_from_scratch()
-        self._load_pretrained(cfg['checkpoint'])
+        load_backbone_weights(self, cfg['checkpoint'],
+                              ('layers.', 'patch_embed.proj.'),
+                              'tools/model_converters/boat_swin_to_mmboat.py')
         self._is_init = True
 
     def _init_from_scratch(self):
@@ -502,57 +503,6 @@ class BOATSwinTransformer(BaseModule):
             elif isinstance(m, PaddedShiftWindowMSA):
                 trunc_normal_(m.w_msa.relative_position_bias_table, std=.02)
 
-    def _load_pretrained(self, path: str):
-        ckpt = load_checkpoint_file(path)
-        state_dict = ckpt.get('state_dict', ckpt.get('model', ckpt))
-        if 'layers.0.blocks.0.norm1.weight' in state_dict:
-            raise ValueError(
-                f'{path} is in the official (Swin / BOAT-Swin) layout: '
-                'convert it first with tools/model_converters/'
-                'boat_swin_to_mmboat.py')
-        if any(k.startswith('backbone.') for k in state_dict):
-            state_dict = {
-                k[len('backbone.'):]: v
-                for k, v in state_dict.items() if k.startswith('backbone.')
-            }
-        else:
-            state_dict = {
-                k: v
-                for k, v in state_dict.items()
-                if not k.startswith(('head.', 'neck.'))
-            }
-        state_dict = {
-            k: v
-            for k, v in state_dict.items()
-            if not k.endswith(('relative_position_index', 'attn_mask'))
-        }
-        own = self.state_dict()
-        output_norm = re.compile(r'norm\d+\.')
-        missing = [k for k in own if k not in state_dict]
-        fresh = [k for k in missing if output_norm.match(k)]
-        missing = [k for k in missing if k not in fresh]
-        unexpected = [k for k in state_dict if k not in own]
-        mismatched = [
-            f'{k}: checkpoint {tuple(v.shape)} vs model '
-            f'{tuple(own[k].shape)}' for k, v in state_dict.items()
-            if k in own and v.shape != own[k].shape
-        ]
-        if missing or unexpected or mismatched:
-            raise ValueError(
-                f'{path} does not fit this BOATSwinTransformer:\n' +
-                _key_report('missing weights', missing) +
-                _key_report('unexpected weights', unexpected) +
-                _key_report('shape mismatches', mismatched) +
-                'Check arch / window_size / fsla_blocks against the '
-                'checkpoint (its meta says how it was converted).')
-        self.load_state_dict(state_dict, strict=False)
-        msg = f'BOATSwinTransformer: loaded {len(state_dict)} tensors from ' \
-              f'{path}'
-        if fresh:
-            msg += '; output norms not in the checkpoint start fresh: ' + \
-                ', '.join(sorted({k.split('.')[0] for k in fresh}))
-        print_log(msg, logger='current')
-
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x, hw_shape = self.patch_embed(x)
         x = self.drop_after_pos(x)
@@ -564,15 +514,6 @@ class BOATSwinTransformer(BaseModule):
                 out = out.view(-1, *out_hw_shape, self.num_features[i])
                 outs.append(out.permute(0, 3, 1, 2).contiguous())
         return tuple(outs)
-
-
-def _key_report(title: str, keys: List[str], limit: int = 20) -> str:
-    if not keys:
-        return ''
-    shown = '\n'.join(f'  {k}' for k in keys[:limit])
-    more = f'\n  ... and {len(keys) - limit} more' if len(keys) > limit \
-        else ''
-    return f'{title} ({len(keys)}):\n{shown}{more}\n'
 
 
 # ---------------------------------------------------------------------------
@@ -785,8 +726,8 @@ def convert_boat_swin_checkpoint(checkpoint: dict,
         raise ValueError(
             f'the {"BOAT-Swin" if is_boat else "Swin"} checkpoint '
             f'(arch {arch_dict}) is incomplete or not what this converter '
-            'knows:\n' + _key_report('missing weights', missing) +
-            _key_report('unexpected weights', unexpected))
+            'knows:\n' + key_report('missing weights', missing) +
+            key_report('unexpected weights', unexpected))
 
     state_dict = OrderedDict()
     for old, new in names.items():
@@ -828,7 +769,7 @@ def convert_boat_swin_checkpoint(checkpoint: dict,
     if bad:
         raise ValueError('the converted weights do not fit a '
                          f'BOATSwinTransformer({model_kwargs}):\n' +
-                         _key_report('differences', bad))
+                         key_report('differences', bad))
 
     meta = dict(
         source='boat-swin' if is_boat else 'swin',
