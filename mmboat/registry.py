@@ -8,8 +8,8 @@ A config of any of them finds ``type='BOATSwinTransformer'`` once
     custom_imports = dict(imports=['mmboat.models'], allow_failed_imports=False)
 
 Importing ``mmboat.models`` imports mmcv and mmpretrain (whose window
-attention BOAT-Swin reuses) but never mmdet or mmseg, and never changes the
-default scope.
+attention BOAT-Swin reuses; mmpretrain's model utilities import mmdet in
+turn), never mmseg, and never changes the default scope.
 """
 from mmengine.registry import MODELS
 
