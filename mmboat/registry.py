@@ -3,11 +3,11 @@
 mmboat registers its models into MMEngine's root ``MODELS`` registry, the
 parent of the ``MODELS`` registries of mmdet, mmsegmentation and mmpretrain.
 A config of any of them finds ``type='BOATSwinTransformer'`` once
-``mmboat.models`` is imported, e.g. with::
+``mmboat`` is imported, e.g. with::
 
-    custom_imports = dict(imports=['mmboat.models'], allow_failed_imports=False)
+    custom_imports = dict(imports=['mmboat'], allow_failed_imports=False)
 
-Importing ``mmboat.models`` imports mmcv and mmpretrain (whose window
+Importing ``mmboat`` imports mmcv and mmpretrain (whose window
 attention BOAT-Swin reuses; mmpretrain's model utilities import mmdet in
 turn), never mmseg, and never changes the default scope.
 """

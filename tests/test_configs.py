@@ -12,8 +12,8 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / 'configs').glob('*/*.py'
 
 def load(path):
     cfg = Config.fromfile(str(path))
-    assert cfg.custom_imports['imports'] == ['mmboat.models']
-    __import__('mmboat.models')
+    assert cfg.custom_imports['imports'] == ['mmboat']
+    __import__('mmboat')
     init_default_scope(cfg.default_scope)
     from mmengine.registry import MODELS
     return cfg, MODELS.build(cfg.model).eval()

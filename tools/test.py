@@ -11,7 +11,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-import mmboat.models  # noqa: F401  (registers the mmboat modules)
+import mmboat  # noqa: F401  (registers the mmboat modules)
 
 
 def parse_args():

@@ -4,7 +4,7 @@
 #   python tools/model_converters/boat_cswin_to_mmboat.py cswin_tiny.pth.tar boat-cswin-t.pth
 #   python tools/test.py configs/boat_cswin/boat-cswin-t_16xb64_in1k.py boat-cswin-t.pth
 _base_ = 'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py'
-custom_imports = dict(imports=['mmboat.models'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmboat'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(

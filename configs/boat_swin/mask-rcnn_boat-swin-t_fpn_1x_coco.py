@@ -4,7 +4,7 @@
 #   python tools/model_converters/boat_swin_to_mmboat.py tiny.pth \
 #       checkpoints/boat-swin-t_in1k_mmboat.pth
 _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
-custom_imports = dict(imports=['mmboat.models'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmboat'], allow_failed_imports=False)
 
 pretrained = 'checkpoints/boat-swin-t_in1k_mmboat.pth'
 model = dict(

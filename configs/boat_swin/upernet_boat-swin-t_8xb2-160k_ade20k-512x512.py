@@ -3,7 +3,7 @@
 #   python tools/model_converters/boat_swin_to_mmboat.py tiny.pth \
 #       checkpoints/boat-swin-t_in1k_mmboat.pth
 _base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'  # noqa
-custom_imports = dict(imports=['mmboat.models'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmboat'], allow_failed_imports=False)
 
 pretrained = 'checkpoints/boat-swin-t_in1k_mmboat.pth'
 model = dict(

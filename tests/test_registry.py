@@ -1,0 +1,29 @@
+"""`import mmboat` alone makes the backbones buildable from the registries
+of mmdet, mmsegmentation and mmpretrain (fresh interpreter, default scope of
+each library)."""
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = '''
+import torch
+import mmboat
+from mmengine.registry import init_default_scope
+from {scope}.registry import MODELS
+init_default_scope('{scope}')
+for cfg in (dict(type='BOATSwinTransformer', arch='tiny'),
+            dict(type='BOATCSWinTransformer', arch='tiny')):
+    with torch.device('meta'):
+        model = MODELS.build(cfg)
+    assert type(model).__name__ == cfg['type'], model
+print('ok')
+'''
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg', 'mmpretrain'])
+def test_import_mmboat_registers_backbones(scope):
+    proc = subprocess.run([sys.executable, '-c', SCRIPT.format(scope=scope)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith('ok'), \
+        proc.stderr[-2000:]
