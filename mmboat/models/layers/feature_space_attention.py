@@ -325,7 +325,10 @@ class FeatureSpaceLocalAttention(nn.Module):
     (:func:`balanced_hierarchical_clustering`); attention runs inside every
     leaf cluster against its own tokens plus ``overlap`` tokens of its
     sibling; a depthwise 3x3 convolution of the values (LePE) is added and
-    the result projected.
+    the result projected. Any H x W and batch size: the rule for numbers of
+    tokens that are not ``cluster_size * 2**L`` (padding, overlap cap, single
+    cluster) is in the module docstring; it reduces to the published
+    computation when ``N = cluster_size * 2**L``.
 
     Args:
         embed_dims (int): channels C.
