@@ -33,6 +33,7 @@ from mmboat.registry import MODELS
 from mmboat.utils import (CheckpointError, load_backbone_weights,
                           load_checkpoint_file)
 from ..layers import FeatureSpaceLocalAttention
+from .utils import freeze, parse_fsla_blocks, parse_out_indices
 
 HWShape = Tuple[int, int]
 
@@ -361,17 +362,15 @@ class BOATCSWinTransformer(BaseModule):
         self.num_stages = num_stages
         self.embed_dims = arch['embed_dims']
         self.num_features = [self.embed_dims * 2**i for i in range(num_stages)]
-        self.fsla_blocks = self.parse_fsla_blocks(fsla_blocks, depths)
+        if fsla_blocks is None:  # published: the even blocks of every stage
+            fsla_blocks = tuple(tuple(range(0, d, 2)) for d in depths)
+        self.fsla_blocks = parse_fsla_blocks(fsla_blocks, depths)
         unknown = set(fsla_cfg or {}) - set(self.default_fsla_cfg)
         if unknown:
             raise ValueError(f'unknown fsla_cfg keys {sorted(unknown)}; '
                              f'allowed: {sorted(self.default_fsla_cfg)}')
         fsla_cfg = {**self.default_fsla_cfg, **(fsla_cfg or {})}
-        self.out_indices = tuple(
-            i + num_stages if i < 0 else i for i in out_indices)
-        if not all(0 <= i < num_stages for i in self.out_indices):
-            raise ValueError(f'out_indices {tuple(out_indices)} out of range '
-                             f'for {num_stages} stages')
+        self.out_indices = parse_out_indices(out_indices, num_stages)
         if not -1 <= frozen_stages <= num_stages:
             raise ValueError(f'frozen_stages must be in [-1, {num_stages}], '
                              f'got {frozen_stages}')
@@ -432,23 +431,6 @@ class BOATCSWinTransformer(BaseModule):
             raise ValueError('arch depths and split_sizes must be >= 1')
         return arch
 
-    @staticmethod
-    def parse_fsla_blocks(fsla_blocks, depths) -> Tuple[Tuple[int, ...]]:
-        """Per stage, the sorted block indices that carry FSLA."""
-        if fsla_blocks is None:
-            return tuple(tuple(range(0, d, 2)) for d in depths)
-        if len(fsla_blocks) != len(depths):
-            raise ValueError(f'fsla_blocks needs one list of block indices '
-                             f'per stage ({len(depths)}), got {fsla_blocks}')
-        out = []
-        for i, (blocks, depth) in enumerate(zip(fsla_blocks, depths)):
-            blocks = tuple(sorted(set(int(j) for j in blocks)))
-            if blocks and not 0 <= blocks[0] <= blocks[-1] < depth:
-                raise ValueError(f'fsla_blocks[{i}]={blocks} out of range '
-                                 f'for a stage of {depth} blocks')
-            out.append(blocks)
-        return tuple(out)
-
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x, hw_shape = self.patch_embed(x)
         outs = []
@@ -475,10 +457,7 @@ class BOATCSWinTransformer(BaseModule):
             frozen.append(self.stages[i])
             if i in self.out_indices:
                 frozen.append(getattr(self, f'norm{i}'))
-        for module in frozen:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
+        freeze(frozen)
 
     def init_weights(self):
         """Initialise from scratch, then load ``init_cfg``'s checkpoint.

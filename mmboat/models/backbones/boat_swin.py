@@ -30,6 +30,7 @@ from mmpretrain.models.utils.attention import ShiftWindowMSA
 from mmboat.registry import MODELS
 from mmboat.utils import key_report, load_backbone_weights
 from ..layers import FeatureSpaceLocalAttention
+from .utils import freeze, parse_fsla_blocks, parse_out_indices
 
 ARCH_KEYS = ('embed_dims', 'depths', 'num_heads')
 
@@ -337,7 +338,7 @@ class BOATSwinTransformer(BaseModule):
         self.num_heads = tuple(arch['num_heads'])
         num_stages = len(self.depths)
         self.num_features = [self.embed_dims * 2**i for i in range(num_stages)]
-        self.out_indices = self._parse_out_indices(out_indices, num_stages)
+        self.out_indices = parse_out_indices(out_indices, num_stages)
         if not -1 <= frozen_stages <= num_stages:
             raise ValueError(f'frozen_stages must be in [-1, {num_stages}], '
                              f'got {frozen_stages}')
@@ -346,7 +347,7 @@ class BOATSwinTransformer(BaseModule):
             fsla_blocks = published_fsla_blocks(self.depths, window_size,
                                                 pretrain_img_size,
                                                 self.patch_size)
-        self.fsla_blocks = self._parse_fsla_blocks(fsla_blocks, self.depths)
+        self.fsla_blocks = parse_fsla_blocks(fsla_blocks, self.depths)
 
         self.patch_embed = PatchEmbed(
             in_channels=in_channels,
@@ -414,34 +415,6 @@ class BOATSwinTransformer(BaseModule):
         return dict(embed_dims=arch['embed_dims'], depths=depths,
                     num_heads=heads)
 
-    @staticmethod
-    def _parse_out_indices(out_indices, num_stages) -> Tuple[int, ...]:
-        if isinstance(out_indices, int):
-            out_indices = (out_indices, )
-        parsed = []
-        for i in out_indices:
-            if not -num_stages <= i < num_stages:
-                raise ValueError(f'out_indices {tuple(out_indices)} out of '
-                                 f'range for {num_stages} stages')
-            parsed.append(i % num_stages)
-        return tuple(sorted(set(parsed)))
-
-    @staticmethod
-    def _parse_fsla_blocks(fsla_blocks, depths) -> Tuple[Tuple[int, ...],
-                                                          ...]:
-        if len(fsla_blocks) != len(depths):
-            raise ValueError(
-                f'fsla_blocks needs one list of block indices per stage '
-                f'({len(depths)}), got {fsla_blocks!r}')
-        parsed = []
-        for i, (blocks, depth) in enumerate(zip(fsla_blocks, depths)):
-            blocks = tuple(sorted(set(blocks)))
-            if any(not 0 <= j < depth for j in blocks):
-                raise ValueError(f'fsla_blocks[{i}]={blocks} has indices '
-                                 f'outside [0, {depth}) (stage depth)')
-            parsed.append(blocks)
-        return tuple(parsed)
-
     def train(self, mode: bool = True):
         super().train(mode)
         self._freeze_stages()
@@ -455,10 +428,7 @@ class BOATSwinTransformer(BaseModule):
             frozen.append(self.stages[i])
             if i in self.out_indices:
                 frozen.append(getattr(self, f'norm{i}'))
-        for m in frozen:
-            m.eval()
-            for param in m.parameters():
-                param.requires_grad = False
+        freeze(frozen)
 
     def init_weights(self):
         """Initialise from scratch, or load ``init_cfg.checkpoint``.
