@@ -1,13 +1,11 @@
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from mmboat.utils import load_checkpoint_file
-from tests.conftest import REPO_ROOT, reference_fixture
+from tests.conftest import (REPO_ROOT, call_tool_main, reference_fixture,
+                            run_tool)
 
 CONVERTER = REPO_ROOT / 'tools' / 'model_converters' / \
     'boat_cswin_to_mmboat.py'
@@ -25,29 +23,12 @@ def one_thread():
 
 
 def run_converter(*args):
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        [str(REPO_ROOT), env.get('PYTHONPATH', '')])
-    return subprocess.run([sys.executable, str(CONVERTER), *map(str, args)],
-                          cwd=REPO_ROOT,
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
+    return run_tool(CONVERTER, *args)
 
 
 def converter_main(*args):
     """The CLI in-process: its exit code / message (SystemExit) or 0."""
-    sys.path.insert(0, str(CONVERTER.parent))
-    try:
-        import boat_cswin_to_mmboat
-    finally:
-        sys.path.pop(0)
-    try:
-        boat_cswin_to_mmboat.main([str(a) for a in args])
-    except SystemExit as e:
-        return e.code
-    return 0
+    return call_tool_main(CONVERTER, *args)
 
 
 def fixture_arch(io):

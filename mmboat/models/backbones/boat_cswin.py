@@ -33,7 +33,7 @@ from mmboat.registry import MODELS
 from mmboat.utils import (CheckpointError, load_backbone_weights,
                           load_checkpoint_file)
 from ..layers import FeatureSpaceLocalAttention
-from .utils import freeze, parse_fsla_blocks, parse_out_indices
+from .utils import freeze_stages, parse_fsla_blocks, parse_out_indices
 
 HWShape = Tuple[int, int]
 
@@ -450,14 +450,7 @@ class BOATCSWinTransformer(BaseModule):
         return self
 
     def _freeze_stages(self):
-        frozen = []
-        if self.frozen_stages >= 0:
-            frozen.append(self.patch_embed)
-        for i in range(self.frozen_stages):
-            frozen.append(self.stages[i])
-            if i in self.out_indices:
-                frozen.append(getattr(self, f'norm{i}'))
-        freeze(frozen)
+        freeze_stages(self, self.frozen_stages, [self.patch_embed])
 
     def init_weights(self):
         """Initialise from scratch, then load ``init_cfg``'s checkpoint.

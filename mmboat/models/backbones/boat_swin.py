@@ -30,7 +30,7 @@ from mmpretrain.models.utils.attention import ShiftWindowMSA
 from mmboat.registry import MODELS
 from mmboat.utils import key_report, load_backbone_weights
 from ..layers import FeatureSpaceLocalAttention
-from .utils import freeze, parse_fsla_blocks, parse_out_indices
+from .utils import freeze_stages, parse_fsla_blocks, parse_out_indices
 
 ARCH_KEYS = ('embed_dims', 'depths', 'num_heads')
 
@@ -421,14 +421,7 @@ class BOATSwinTransformer(BaseModule):
         return self
 
     def _freeze_stages(self):
-        frozen = []
-        if self.frozen_stages >= 0:
-            frozen += [self.patch_embed, self.drop_after_pos]
-        for i in range(self.frozen_stages):
-            frozen.append(self.stages[i])
-            if i in self.out_indices:
-                frozen.append(getattr(self, f'norm{i}'))
-        freeze(frozen)
+        freeze_stages(self, self.frozen_stages, [self.patch_embed, self.drop_after_pos])
 
     def init_weights(self):
         """Initialise from scratch, or load ``init_cfg.checkpoint``.

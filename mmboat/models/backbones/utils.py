@@ -35,9 +35,17 @@ def parse_fsla_blocks(fsla_blocks: Sequence[Sequence[int]],
     return tuple(parsed)
 
 
-def freeze(modules: Iterable[nn.Module]) -> None:
-    """Eval mode and no gradients for every module given."""
-    for module in modules:
+def freeze_stages(backbone: nn.Module, frozen_stages: int,
+                  stem: Iterable[nn.Module]) -> None:
+    """Eval mode and no gradients for the stem (``frozen_stages >= 0``) and
+    for the first ``frozen_stages`` of ``backbone.stages`` with their output
+    norms ``norm{i}``."""
+    frozen = list(stem) if frozen_stages >= 0 else []
+    for i in range(frozen_stages):
+        frozen.append(backbone.stages[i])
+        if i in backbone.out_indices:
+            frozen.append(getattr(backbone, f'norm{i}'))
+    for module in frozen:
         module.eval()
         for param in module.parameters():
             param.requires_grad = False
