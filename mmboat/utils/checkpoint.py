@@ -8,13 +8,15 @@ storages and plain containers are rebuilt, and every other class named in the
 file becomes an inert :class:`OpaqueObject` that records its arguments and
 state and runs nothing.
 """
+import codecs
 import collections
 import os
 import pickle
 import re
 import zipfile
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
+import numpy as np
 import torch
 
 
@@ -59,6 +61,22 @@ def _reconstructor(cls, base, state):
         cls, OpaqueObject) else cls()
 
 
+def numpy_safe_globals() -> List[Tuple[Any, str]]:
+    """(object, dotted name) of the numpy globals that pickles of plain
+    arrays, scalars and dtypes name; rebuilding them runs no foreign code."""
+    core = np._core if hasattr(np, '_core') else np.core
+    globs = [(np.ndarray, 'numpy.ndarray'), (np.dtype, 'numpy.dtype')]
+    for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
+        globs += [(core.multiarray._reconstruct, f'{module}._reconstruct'),
+                  (core.multiarray.scalar, f'{module}.scalar')]
+    # numpy >= 1.25 pickles dtypes by their class, e.g. Float64DType
+    for name in dir(getattr(np, 'dtypes', None) or ()):
+        cls = getattr(np.dtypes, name)
+        if isinstance(cls, type) and name.endswith('DType'):
+            globs.append((cls, f'numpy.dtypes.{name}'))
+    return globs
+
+
 _ALLOWED = {
     ('collections', 'OrderedDict'): collections.OrderedDict,
     ('collections', 'defaultdict'): collections.defaultdict,
@@ -70,6 +88,7 @@ _ALLOWED = {
     ('builtins', 'bytearray'): bytearray,
     ('builtins', 'object'): object,
     ('copyreg', '_reconstructor'): _reconstructor,
+    ('_codecs', 'encode'): codecs.encode,  # bytes in protocol-2 pickles
     ('torch._utils', '_rebuild_tensor'): torch._utils._rebuild_tensor,
     ('torch._utils', '_rebuild_tensor_v2'): torch._utils._rebuild_tensor_v2,
     ('torch._utils', '_rebuild_parameter'): torch._utils._rebuild_parameter,
@@ -77,9 +96,8 @@ _ALLOWED = {
     torch._utils._rebuild_parameter_with_state,
     ('torch', 'Size'): torch.Size,
     ('torch', 'device'): torch.device,
-    ('numpy.core.multiarray', 'scalar'): None,  # resolved lazily below
-    ('numpy._core.multiarray', 'scalar'): None,
-    ('numpy', 'dtype'): None,
+    **{tuple(name.rsplit('.', 1)): obj
+       for obj, name in numpy_safe_globals()},
 }
 _TORCH_DTYPES = {
     name
@@ -91,12 +109,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) in _ALLOWED:
-            obj = _ALLOWED[(module, name)]
-            if obj is None:  # numpy scalars / dtypes: plain data
-                import numpy
-                obj = numpy.dtype if name == 'dtype' else \
-                    numpy.core.multiarray.scalar
-            return obj
+            return _ALLOWED[(module, name)]
         if module == 'torch' and name in _TORCH_DTYPES:
             return getattr(torch, name)
         if module == 'torch' and name.endswith('Storage'):

@@ -16,10 +16,11 @@ fail, so a foreign pickle cannot run code.
 import os.path as osp
 import pickle
 
-import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
+
+from .checkpoint import numpy_safe_globals
 
 
 def _history_buffer_getattr(obj, name, *default):
@@ -32,29 +33,11 @@ def _history_buffer_getattr(obj, name, *default):
         'only HistoryBuffer methods are allowed')
 
 
-def _numpy_globals():
-    core = np._core if hasattr(np, '_core') else np.core
-    globs = [
-        (core.multiarray._reconstruct, 'numpy._core.multiarray._reconstruct'),
-        (core.multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
-        (core.multiarray.scalar, 'numpy._core.multiarray.scalar'),
-        (core.multiarray.scalar, 'numpy.core.multiarray.scalar'),
-        np.ndarray,
-        np.dtype,
-    ]
-    # numpy >= 1.25 pickles dtypes by their class, e.g. numpy.dtypes.Float64DType
-    for name in dir(getattr(np, 'dtypes', None) or ()):
-        cls = getattr(np.dtypes, name)
-        if isinstance(cls, type) and name.endswith('DType'):
-            globs.append((cls, f'numpy.dtypes.{name}'))
-    return globs
-
-
 MMENGINE_SAFE_GLOBALS = [
     HistoryBuffer,
     (_history_buffer_getattr, 'builtins.getattr'),
     (_history_buffer_getattr, '__builtin__.getattr'),
-] + _numpy_globals()
+] + numpy_safe_globals()
 
 
 def load_local_checkpoint(filename, map_location=None):
