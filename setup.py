@@ -1,8 +1,19 @@
+import os
 import os.path as osp
+import shutil
+import sys
+import warnings
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = osp.dirname(osp.abspath(__file__))
+
+# What OpenMMLab's tools look for in ``<package>/.mim/``: MMEngine resolves
+# ``_base_ = 'mmboat::boat_swin/x.py'`` to ``mmboat/.mim/configs/boat_swin/
+# x.py`` (after reading ``model-index.yml``), and ``mim train mmboat`` runs
+# ``mmboat/.mim/tools/train.py``.
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
 
 
 def get_version():
@@ -22,6 +33,49 @@ def parse_requirements(path):
     return reqs
 
 
+def _replace(src, dst, mode):
+    """Make ``dst`` a symlink to, or a copy of, ``src``."""
+    if osp.islink(dst) or osp.isfile(dst):
+        os.remove(dst)
+    elif osp.isdir(dst):
+        shutil.rmtree(dst)
+    if mode == 'symlink':
+        try:
+            os.symlink(osp.relpath(src, osp.dirname(dst)), dst)
+            return
+        except OSError as e:
+            warnings.warn(f'cannot symlink {dst} -> {src} ({e}); copying '
+                          'instead: reinstall mmboat after editing configs')
+    if osp.isdir(src):
+        shutil.copytree(src, dst)
+    else:
+        shutil.copyfile(src, dst)
+
+
+def add_mim_extension(package_dir, mode):
+    """Put the configs, tools and model index under ``<package_dir>/.mim``,
+    as symlinks (editable installs) or copies (wheels)."""
+    mim_dir = osp.join(package_dir, '.mim')
+    os.makedirs(mim_dir, exist_ok=True)
+    for name in MIM_FILES:
+        _replace(osp.join(HERE, name), osp.join(mim_dir, name), mode)
+
+
+class BuildPyWithMim(build_py):
+    """``build_py`` that also copies the ``.mim`` files into the built
+    package, so that wheels and ``pip install .`` carry them."""
+
+    def run(self):
+        super().run()
+        if not self.editable_mode:
+            add_mim_extension(osp.join(self.build_lib, 'mmboat'), 'copy')
+
+
+if {'develop', 'editable_wheel'} & set(sys.argv):
+    # editable install (``pip install -e .``): the package is used from the
+    # source tree, so link its ``.mim`` files to the live configs and tools
+    add_mim_extension(osp.join(HERE, 'mmboat'), 'symlink')
+
 setup(
     name='mmboat',
     version=get_version(),
@@ -31,6 +85,7 @@ setup(
     if osp.exists(osp.join(HERE, 'README.md')) else '',
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
+    cmdclass={'build_py': BuildPyWithMim},
     python_requires='>=3.8',
     install_requires=parse_requirements('requirements/runtime.txt'),
     extras_require={'tests': parse_requirements('requirements/tests.txt')},
