@@ -1,0 +1,7 @@
+from .inference import (build_inferencer, class_names, list_images,
+                        load_config, task_of, visualize)
+
+__all__ = [
+    'build_inferencer', 'class_names', 'list_images', 'load_config',
+    'task_of', 'visualize'
+]
