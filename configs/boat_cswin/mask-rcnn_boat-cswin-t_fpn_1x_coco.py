@@ -1,5 +1,7 @@
 # Mask R-CNN with a BOAT-CSWin-T backbone on COCO (detection + instance
-# segmentation), schedule and optimiser of mmdet's Swin-T Mask R-CNN.
+# segmentation), 1x schedule (12 epochs), pipeline, schedule and optimiser of
+# mmdet's Swin-T Mask R-CNN (AdamW lr 1e-4, weight decay 0.05, none on norms:
+# the `norm` key also matches BOAT's `norm_fsla`).
 # Pretrained weights: convert the published BOAT-CSWin-T file first:
 #   python tools/model_converters/boat_cswin_to_mmboat.py cswin_tiny.pth.tar \
 #       checkpoints/boat-cswin-t_in1k_mmboat.pth

@@ -1,5 +1,8 @@
 # Mask R-CNN with a BOAT-Swin-T backbone on COCO (detection + instance
-# segmentation), schedule and optimiser of mmdet's Swin-T Mask R-CNN.
+# segmentation), 1x schedule (12 epochs), pipeline, schedule and optimiser of
+# mmdet's Swin-T Mask R-CNN (AdamW lr 1e-4, weight decay 0.05, none on norms
+# and relative position tables: the `norm` key also matches BOAT's
+# `norm_fsla`).
 # Pretrained weights: convert the published BOAT-Swin-T file first:
 #   python tools/model_converters/boat_swin_to_mmboat.py tiny.pth \
 #       checkpoints/boat-swin-t_in1k_mmboat.pth

@@ -14,7 +14,7 @@ import os
 import pickle
 import re
 import zipfile
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -177,12 +177,64 @@ def key_report(title: str, keys, limit: int = 20) -> str:
     return f'{title} ({len(keys)}):\n{shown}{more}\n'
 
 
+#: The published ImageNet-1k checkpoints of the BOAT code release, per
+#: backbone type and preset: (model name, file name as published).
+PUBLISHED_CHECKPOINTS = {
+    'BOATSwinTransformer': {
+        'tiny': ('BOAT-Swin-T', 'tiny.pth'),
+        'small': ('BOAT-Swin-S', 'small.pth'),
+        'base': ('BOAT-Swin-B', 'base.pth'),
+    },
+    'BOATCSWinTransformer': {
+        'tiny': ('BOAT-CSWin-T', 'cswin_tiny.pth.tar'),
+        'small': ('BOAT-CSWin-S', 'cswin_small.pth.tar'),
+        'base': ('BOAT-CSWin-B', 'cswin_base.pth.tar'),
+    },
+}
+
+
+def published_checkpoint(backbone: torch.nn.Module
+                         ) -> Optional[Tuple[str, str]]:
+    """(model name, file name) of the published checkpoint with the
+    architecture of ``backbone``, or None when no release has it."""
+    cls = type(backbone)
+    arch = getattr(backbone, 'arch', None)
+    for preset, release in PUBLISHED_CHECKPOINTS.get(cls.__name__,
+                                                     {}).items():
+        expected = cls.parse_arch(preset)
+        if not isinstance(arch, dict):
+            arch = {k: getattr(backbone, k, None) for k in expected}
+        if all(arch.get(k) == v for k, v in expected.items()):
+            return release
+    return None
+
+
+def missing_checkpoint_message(backbone: torch.nn.Module, path: str,
+                               converter: str) -> str:
+    """Say that ``path`` is missing and which command makes it."""
+    release = published_checkpoint(backbone)
+    if release is None:
+        source = 'SRC.pth'
+        what = 'an official checkpoint of this architecture (SRC.pth)'
+    else:
+        source = release[1]
+        what = f'the published {release[0]} weights ({source})'
+    where = '' if os.path.isabs(path) else \
+        f' (looked for {os.path.abspath(path)})'
+    return (f'pretrained checkpoint {path} of {type(backbone).__name__} '
+            f'not found{where}. Convert {what} into it with:\n'
+            f'    python {converter} {source} {path}\n'
+            'or set the backbone\'s init_cfg=None to start from scratch.')
+
+
 def load_backbone_weights(backbone: torch.nn.Module, path: str,
                           official_prefixes: Tuple[str, ...],
                           converter: str) -> None:
     """Load an mmboat checkpoint into a backbone, every weight checked.
 
-    The file is read with :func:`load_checkpoint_file`. With ``backbone.*``
+    A missing file raises :class:`CheckpointError` with the converter
+    command that makes it (:func:`missing_checkpoint_message`). The file is
+    read with :func:`load_checkpoint_file`. With ``backbone.*``
     keys (an mmboat classifier checkpoint) only those are used; otherwise
     ``head.*`` / ``neck.*`` are ignored. Output norms ``norm{i}`` may be
     absent (a classifier has only the last one: they keep their fresh
@@ -198,6 +250,9 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str,
     """
     from mmengine.logging import print_log
     name = type(backbone).__name__
+    if not os.path.isfile(path):
+        raise CheckpointError(
+            missing_checkpoint_message(backbone, path, converter))
     ckpt = load_checkpoint_file(path)
     state_dict = ckpt.get('state_dict', ckpt.get('model', ckpt))
     if any(k.startswith(official_prefixes) for k in state_dict):

@@ -1,6 +1,9 @@
 """load_checkpoint_file: plain data comes back, foreign classes become inert
-OpaqueObjects and nothing from the file runs."""
+OpaqueObjects and nothing from the file runs. load_backbone_weights: a
+missing pretrained file names the converter command that makes it."""
+import importlib.util
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,3 +48,65 @@ def test_truncated_and_missing_files(tmp_path):
         load_checkpoint_file(str(tmp_path / 'cut.pth'))
     with pytest.raises(CheckpointError, match='not found'):
         load_checkpoint_file(str(tmp_path / 'nope.pth'))
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize('config,command', [
+    ('boat_swin/mask-rcnn_boat-swin-s_fpn_1x_coco.py',
+     'python tools/model_converters/boat_swin_to_mmboat.py small.pth '
+     'checkpoints/boat-swin-s_in1k_mmboat.pth'),
+    ('boat_cswin/upernet_boat-cswin-t_8xb2-160k_ade20k-512x512.py',
+     'python tools/model_converters/boat_cswin_to_mmboat.py '
+     'cswin_tiny.pth.tar checkpoints/boat-cswin-t_in1k_mmboat.pth'),
+], ids=['boat-swin-s', 'boat-cswin-t'])
+def test_missing_pretrained_file_names_its_converter_command(
+        config, command, tmp_path, monkeypatch):
+    """A det / seg config whose converted ImageNet file is absent stops at
+    init_weights with the command that makes the file."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS
+
+    import mmboat  # noqa: F401 (registers the backbones)
+    cfg = Config.fromfile(str(REPO_ROOT / 'configs' / config))
+    backbone = MODELS.build(cfg.model.backbone)
+    monkeypatch.chdir(tmp_path)  # no checkpoints/ folder here
+    with pytest.raises(CheckpointError) as error:
+        backbone.init_weights()
+    message = str(error.value)
+    target = cfg.model.backbone.init_cfg.checkpoint
+    assert message.startswith(f'pretrained checkpoint {target} of ')
+    assert f'not found (looked for {tmp_path / target})' in message
+    assert f'\n    {command}\n' in message
+
+
+def test_missing_file_command_for_an_unpublished_arch_works(tmp_path):
+    """For an architecture without a release the message asks for a source
+    file of that architecture; following it with one makes a loadable file.
+    """
+    from mmboat.models.backbones import BOATSwinTransformer
+    source = (REPO_ROOT.parent / 'shared' / 'fixtures' / 'boat-reference' /
+              'boat_swin_mini_official.pth')
+    if not source.is_file():
+        pytest.skip(f'reference fixture {source} is absent')
+    target = str(tmp_path / 'mini_mmboat.pth')
+    backbone = BOATSwinTransformer(
+        arch=dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8)),
+        init_cfg=dict(type='Pretrained', checkpoint=target))
+    with pytest.raises(CheckpointError) as error:
+        backbone.init_weights()
+    message = str(error.value)
+    assert 'an official checkpoint of this architecture (SRC.pth)' in message
+    command = next(line.split() for line in message.splitlines()
+                   if line.startswith('    python '))
+    assert command[1:] == [
+        'tools/model_converters/boat_swin_to_mmboat.py', 'SRC.pth', target
+    ]
+    spec = importlib.util.spec_from_file_location(
+        'converter', REPO_ROOT / command[1])
+    converter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(converter)
+    converter.main([str(source), target])
+    backbone.init_weights()
+    assert backbone.is_init

@@ -1,0 +1,22 @@
+# Mask R-CNN + FPN with a BOAT-Swin-T backbone on COCO, 3x schedule (36
+# epochs) with multi-scale crop: pipeline, schedule and optimiser of mmdet's
+# Swin-T config (AdamW lr 1e-4, weight decay 0.05, none on norms and
+# relative position tables). Pretrained weights: convert the published file
+# first:
+#   python tools/model_converters/boat_swin_to_mmboat.py tiny.pth \
+#       checkpoints/boat-swin-t_in1k_mmboat.pth
+_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
+custom_imports = dict(imports=['mmboat'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='BOATSwinTransformer',
+        arch='tiny',
+        drop_path_rate=0.2,
+        out_indices=(0, 1, 2, 3),
+        with_cp=False,
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/boat-swin-t_in1k_mmboat.pth')),
+    neck=dict(in_channels=[96, 192, 384, 768]))
