@@ -225,16 +225,14 @@ def visualize(inputs: Union[PathLike, Sequence[PathLike]],
     images = list_images(inputs)
     if topk < 1:
         raise ValueError(f'topk must be at least 1, got {topk}')
-    if isinstance(model, (str, os.PathLike, Config)):
-        inferencer = build_inferencer(model, weights, device)
-    elif weights is not None:
+    is_config = isinstance(model, (str, os.PathLike, Config))
+    if is_config:
+        model = load_config(model)
+    task = task_of(model)
+    if not is_config and weights is not None:
         raise ValueError(
             'weights are given with an inferencer that is already built: '
             'pass them to build_inferencer instead')
-    else:
-        inferencer = model
-    task = task_of(inferencer)
-
     vis_dir = osp.join(str(out_dir), 'vis')
     paths = [osp.join(vis_dir, _picture_name(i, task)) for i in images]
     seen = {}
@@ -244,8 +242,10 @@ def visualize(inputs: Union[PathLike, Sequence[PathLike]],
                 f'{seen[path]} and {image} would both be drawn to {path}; '
                 'rename one or run them separately')
         seen[path] = image
-    os.makedirs(vis_dir, exist_ok=True)
 
+    inferencer = build_inferencer(model, weights, device) if is_config \
+        else model
+    os.makedirs(vis_dir, exist_ok=True)
     if task == 'det':
         result = inferencer(
             images,
