@@ -1,0 +1,13 @@
+# ImageClassifier with a nano BOAT-CSWin (16 channels) on the tiny-shapes
+# class-folder set: the BOAT-Swin nano config (data, head, schedule) with the
+# backbone of BOAT-CSWin-T, smaller.
+_base_ = './boat-swin-nano_tiny-shapes.py'
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='BOATCSWinTransformer',
+        arch=dict(embed_dims=16, depths=(1, 2, 2, 1),
+                  num_heads=(1, 2, 4, 8), split_sizes=(1, 2, 7, 7)),
+        drop_path_rate=0.1,
+        out_indices=(3, )))

@@ -1,0 +1,13 @@
+# Mask R-CNN with a nano BOAT-CSWin (32 channels) on the tiny-shapes COCO
+# set: the BOAT-Swin nano config (data, heads, schedule) with the backbone
+# of BOAT-CSWin-T, smaller.
+_base_ = './mask-rcnn_boat-swin-nano_fpn_tiny-shapes.py'
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='BOATCSWinTransformer',
+        arch=dict(embed_dims=32, depths=(1, 2, 2, 1),
+                  num_heads=(2, 4, 8, 16), split_sizes=(1, 2, 7, 7)),
+        drop_path_rate=0.1,
+        out_indices=(0, 1, 2, 3)))
