@@ -1,0 +1,209 @@
+"""Print the model-zoo table of the BOAT configs as markdown.
+
+    python tools/analysis_tools/model_zoo.py                 # configs/boat_*
+    python tools/analysis_tools/model_zoo.py CONFIG [CONFIG ...] \\
+        [--cfg-options model.backbone.fsla_blocks="[[],[],[],[]]"]
+
+One row per config: task, parameters, FLOPs at the task's standard input
+(detection 1280 x 800, segmentation 512 x 2048, classification 224 x 224),
+the published checkpoint that initialises the model (detection /
+segmentation: its ImageNet backbone; classification: the model itself) and
+the command that converts it for mmboat.
+
+FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one real
+forward pass of the randomly initialised model in eval mode (detectors in
+``tensor`` mode, as mmdet's ``get_flops.py`` runs them: backbone, neck, RPN
+and RoI heads on the RPN's proposals). It counts matrix products,
+convolutions and scaled-dot-product attention; sorts, gathers, norms,
+softmax and element-wise ops are not counted. They are reported as
+multiply-adds (the counter's FLOPs / 2), the unit of the Swin and CSWin
+papers and of OpenMMLab's tables. Progress goes to stderr, the table to
+stdout.
+"""
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TASKS = {
+    'mmdet': ('COCO det. + inst. seg.', (800, 1280)),
+    'mmseg': ('ADE20K sem. seg.', (512, 2048)),
+    'mmpretrain': ('ImageNet-1k cls.', (224, 224)),
+}
+CONVERTERS = {
+    'BOATSwinTransformer': 'tools/model_converters/boat_swin_to_mmboat.py',
+    'BOATCSWinTransformer': 'tools/model_converters/boat_cswin_to_mmboat.py',
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Print the model-zoo table (markdown) of BOAT configs: '
+        'params, FLOPs, published checkpoint, conversion command.')
+    parser.add_argument(
+        'configs',
+        nargs='*',
+        type=Path,
+        help='config files (default: every config of configs/boat_swin and '
+        'configs/boat_cswin)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        metavar='KEY=VALUE',
+        help='override settings of every config, as in tools/train.py')
+    return parser.parse_args(argv)
+
+
+def sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None,
+              **kwargs):
+    """FLOPs of CPU flash attention: q @ k^T and attn @ v (2 per MAC)."""
+    *batch, q_len, head_dims = query_shape
+    k_len, v_dims = key_shape[-2], value_shape[-1]
+    n = 1
+    for b in batch:
+        n *= b
+    return 2 * n * q_len * k_len * (head_dims + v_dims)
+
+
+def count_flops(forward) -> int:
+    """Multiply-adds of ``forward()`` (matmul / conv / SDPA only)."""
+    aten = torch.ops.aten
+    custom = {}
+    if hasattr(aten, '_scaled_dot_product_flash_attention_for_cpu'):
+        # not in the counter's default table: CPU SDPA would count nothing
+        custom[aten._scaled_dot_product_flash_attention_for_cpu] = sdpa_flop
+    counter = FlopCounterMode(display=False, custom_mapping=custom)
+    with torch.no_grad(), counter:
+        forward()
+    return counter.get_total_flops() // 2
+
+
+def standard_forward(model, scope, hw):
+    """A closure running the task's standard forward on a (1, 3, H, W)
+    input, and the input shape."""
+    inputs = torch.randn(1, 3, *hw)
+    if scope != 'mmdet':
+        return lambda: model(inputs, mode='tensor')
+    from mmdet.structures import DetDataSample
+    sample = DetDataSample(metainfo=dict(
+        img_shape=hw, ori_shape=hw, pad_shape=hw, batch_input_shape=hw,
+        scale_factor=(1., 1.)))
+    return lambda: model(inputs, [sample], mode='tensor')
+
+
+def published_source(cfg, model):
+    """(published file, model name, converted file, converter) of the
+    checkpoint that initialises the model, or None."""
+    from mmboat.utils.checkpoint import published_checkpoint
+    backbone = model.backbone
+    release = published_checkpoint(backbone)
+    converter = CONVERTERS.get(type(backbone).__name__)
+    # the releases have the default FSLA placement
+    if (release is None or converter is None
+            or cfg.model.backbone.get('fsla_blocks') is not None):
+        return None
+    init_cfg = cfg.model.backbone.get('init_cfg') or {}
+    # a classifier has no init_cfg: the published file is the model itself
+    target = init_cfg.get(
+        'checkpoint', f'checkpoints/{release[0].lower()}_in1k_mmboat.pth')
+    return release[1], release[0], target, converter
+
+
+def load_config(path, cfg_options):
+    from mmengine.config import Config, DictAction
+    cfg = Config.fromfile(str(path))
+    if cfg_options:
+        options = argparse.Namespace()
+        DictAction(option_strings=[], dest='o')(None, options, cfg_options)
+        cfg.merge_from_dict(options.o)
+    if cfg.get('default_scope') not in TASKS:
+        raise SystemExit(f'error: {path}: default_scope '
+                         f"{cfg.get('default_scope')!r} is none of "
+                         f'{sorted(TASKS)}')
+    return cfg
+
+
+def measure(cfg):
+    """Task, input size, parameters and multiply-adds of a config's model."""
+    from mmengine.logging import MMLogger
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope(cfg.default_scope)
+    __import__('mmboat')
+    torch.manual_seed(0)  # the detectors' proposals depend on the weights
+    # builders log at INFO level to stdout, where the table goes
+    MMLogger.get_current_instance().setLevel(logging.WARNING)
+    model = MODELS.build(cfg.model).eval()
+    task, hw = TASKS[cfg.default_scope]
+    params = sum(p.numel() for p in model.parameters())
+    macs = count_flops(standard_forward(model, cfg.default_scope, hw))
+    return dict(task=task, hw=hw, params=params, macs=macs,
+                source=published_source(cfg, model))
+
+
+def row(path, info):
+    try:
+        shown = path.resolve().relative_to(REPO_ROOT)
+    except ValueError:
+        shown = path
+    hw = info['hw']
+    source = info['source']
+    if source is None:
+        published = command = '-'
+    else:
+        file, name, target, converter = source
+        published = f'{name} (`{file}`)'
+        command = f'`python {converter} {file} {target}`'
+    return (f"| [{path.stem}]({shown}) | {info['task']} | "
+            f"{info['params'] / 1e6:.2f} | "
+            f"{info['macs'] / 1e9:.1f} ({hw[1]} x {hw[0]}) | "
+            f'{published} | {command} |')
+
+
+HEADER = (
+    '| config | task | params (M) | GFLOPs (matmul / conv / SDPA '
+    'multiply-adds) at input W x H | published checkpoint | convert with |\n'
+    '|---|---|---|---|---|---|')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    configs = args.configs or sorted(
+        p for d in ('boat_swin', 'boat_cswin')
+        for p in (REPO_ROOT / 'configs' / d).glob('*.py'))
+    rows, measured = [], {}
+    for i, path in enumerate(configs, 1):
+        if not path.is_file():
+            raise SystemExit(f'error: config not found: {path}')
+        start = time.perf_counter()
+        print(f'[{i}/{len(configs)}] {path.name}: measuring', file=sys.stderr,
+              flush=True)
+        cfg = load_config(path, args.cfg_options)
+        # configs differing only in schedule / data share one measurement
+        key = (cfg.default_scope, repr(cfg.model.to_dict()))
+        if key not in measured:
+            measured[key] = measure(cfg)
+        info = measured[key]
+        rows.append(row(path, info))
+        print(f"[{i}/{len(configs)}] {path.name}: "
+              f"{info['params'] / 1e6:.2f}M params, "
+              f"{info['macs'] / 1e9:.1f} GFLOPs, "
+              f'{time.perf_counter() - start:.0f} s', file=sys.stderr,
+              flush=True)
+    print('FLOPs: multiply-adds of matrix products, convolutions and '
+          'scaled-dot-product attention, counted by '
+          '`torch.utils.flop_counter.FlopCounterMode` on one forward pass '
+          '(detectors: backbone, neck, RPN and RoI heads on the RPN '
+          "proposals, as mmdet's `get_flops.py`); FSLA's clustering (sorts, "
+          'gathers) and element-wise ops are not counted.\n')
+    print(HEADER)
+    print('\n'.join(rows))
+
+
+if __name__ == '__main__':
+    main()
