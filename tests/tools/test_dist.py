@@ -1,6 +1,7 @@
 """tools/dist_train.sh and tools/dist_test.sh: two torchrun processes on the
-CPU (gloo) train a small BOAT-Swin classifier, validate it and test its
-checkpoint; the Slurm scripts, which need srun, fail with a clear message.
+CPU (gloo) train the tiny BOAT-Swin classifier on tiny-shapes, validate it
+and test its checkpoint; the Slurm scripts, which need srun, fail with a
+clear message.
 """
 import json
 import os
@@ -11,10 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+
+from mmboat.datasets import make_tiny_datasets
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / 'tools'
@@ -22,7 +23,7 @@ EPOCHS = 2
 
 # Written beside the config and imported by it: each rank records what it
 # trained on, the metrics it was given after each validation, how many
-# validation samples it ran and a checksum of its final weights.
+# validation samples it ran and a checksum of its weights after training.
 RECORD_HOOK = '''
 import json
 from pathlib import Path
@@ -51,7 +52,7 @@ class RecordRankHook(Hook):
     def after_val_epoch(self, runner, metrics=None):
         self.record['val_metrics'].append(metrics)
 
-    def after_run(self, runner):
+    def after_train(self, runner):
         model = runner.model
         if is_model_wrapper(model):
             model = model.module
@@ -63,51 +64,18 @@ class RecordRankHook(Hook):
             json.dumps(self.record))
 '''
 
-CONFIG = '''
-_base_ = '{repo}/configs/boat_swin/boat-swin-t_16xb64_in1k.py'
+# The tiny classification config with the recording hook as its only custom
+# hook (no EMA: the checkpoint holds the trained weights themselves).
+CONFIG = """
+_base_ = '{repo}/configs/tiny/boat-swin-nano_tiny-shapes.py'
 custom_imports = dict(imports=['mmboat', 'record_rank_hook'],
                       allow_failed_imports=False)
-data_root = '{data}'
-model = dict(
-    backbone=dict(arch=dict(_delete_=True, embed_dims=16, depths=(2, 2, 2, 2),
-                            num_heads=(1, 2, 4, 8)),
-                  pretrain_img_size=64, drop_path_rate=0.),
-    head=dict(num_classes=2, in_channels=128),
-    train_cfg=None)
-data_preprocessor = dict(num_classes=2)
-pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(64, 64)),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root,
-                 data_prefix='train', pipeline=pipeline))
-val_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root,
-                 data_prefix='val', pipeline=pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(type='Accuracy', topk=(1, ))
-test_evaluator = val_evaluator
-train_cfg = dict(by_epoch=True, max_epochs={epochs}, val_interval=1)
-param_scheduler = [dict(type='ConstantLR', factor=1.0)]
-default_hooks = dict(logger=dict(interval=1))
-custom_hooks = [dict(type='RecordRankHook', out_dir='{records}')]
-'''
-
-
-def make_tree(root):
-    """8 + 8 training and 5 + 5 validation images of two classes."""
-    rng = np.random.default_rng(0)
-    for split, n in (('train', 8), ('val', 5)):
-        for label, cls in enumerate(('cat', 'dog')):
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(n):
-                img = rng.integers(0, 80, (64, 64, 3)) + 120 * label
-                Image.fromarray(img.astype(np.uint8)).save(folder / f'{i}.png')
+custom_hooks = [dict(type='RecordRankHook', out_dir='records')]
+"""
+# A short schedule, as a user would give it on the command line.
+SHORT = ('--cfg-options', f'train_cfg.max_epochs={EPOCHS}',
+         'train_cfg.val_interval=1', 'train_dataloader.batch_size=8')
+NUM_TRAIN, NUM_VAL = 64, 21  # an odd validation set: one rank gets padding
 
 
 def free_port():
@@ -116,63 +84,60 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def run_script(script, *args, cwd, extra_path=None):
+def run(command, cwd):
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()),
                OMP_NUM_THREADS='1')
-    if extra_path is not None:
-        env['PYTHONPATH'] = os.pathsep.join(
-            p for p in (str(extra_path), env.get('PYTHONPATH')) if p)
-    return subprocess.run(['bash', str(TOOLS / script), *map(str, args)],
-                          cwd=cwd, env=env, text=True, capture_output=True,
-                          timeout=300)
-
-
-def check(proc):
+    env['PYTHONPATH'] = os.pathsep.join(  # the recording hook
+        p for p in (str(cwd), env.get('PYTHONPATH')) if p)
+    proc = subprocess.run(list(map(str, command)), cwd=cwd, env=env,
+                          text=True, capture_output=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc.stdout + proc.stderr
 
 
 def top1_lines(log, mode):
-    """The runner's evaluation summary lines (rank 0 logs them)."""
+    """The runner's evaluation summary lines (only rank 0 logs)."""
     return re.findall(rf'Epoch\({mode}\).*accuracy/top1: ([\d.]+)', log)
 
 
 @pytest.mark.slow
 def test_dist_train_and_test_on_two_cpu_processes(tmp_path):
-    make_tree(tmp_path / 'data')
+    make_tiny_datasets(str(tmp_path / 'data' / 'tiny_shapes'), tasks=['cls'],
+                       sizes=dict(cls=dict(train=(NUM_TRAIN, 64),
+                                           val=(NUM_VAL, 64))))
     (tmp_path / 'record_rank_hook.py').write_text(RECORD_HOOK)
     config = tmp_path / 'cfg.py'
-    config.write_text(CONFIG.format(repo=REPO, data=tmp_path / 'data',
-                                    epochs=EPOCHS,
-                                    records=tmp_path / 'records'))
-    work = tmp_path / 'work'
+    config.write_text(CONFIG.format(repo=REPO))
 
-    log = check(run_script('dist_train.sh', config, 2, '--work-dir', work,
-                           cwd=tmp_path, extra_path=tmp_path))
+    log = run(['bash', TOOLS / 'dist_train.sh', config, 2,
+               '--work-dir', 'work', *SHORT], tmp_path)
     assert 'the 2 processes train on the CPU with the gloo backend' in log
 
     # both ranks trained, in step, each on its half of the training set
     ranks = [json.loads((tmp_path / 'records' / f'rank{r}.json').read_text())
              for r in (0, 1)]
     assert [r['world_size'] for r in ranks] == [2, 2]
-    train_set = {str(p) for p in (tmp_path / 'data' / 'train').rglob('*.png')}
-    for r in ranks:
-        assert len(r['train_images']) == EPOCHS * len(train_set) // 2
-    half = len(train_set) // 2
+    half = NUM_TRAIN // 2
     for epoch in range(EPOCHS):
-        halves = [set(r['train_images'][epoch * half:(epoch + 1) * half])
-                  for r in ranks]
-        assert halves[0] | halves[1] == train_set
-        assert not halves[0] & halves[1]
+        seen = [set(r['train_images'][epoch * half:(epoch + 1) * half])
+                for r in ranks]
+        assert len(seen[0]) == len(seen[1]) == half
+        assert len(seen[0] | seen[1]) == NUM_TRAIN
+    assert [len(r['train_images']) for r in ranks] == [EPOCHS * half] * 2
     assert ranks[0]['weight_sum'] == ranks[1]['weight_sum']
 
-    # each validation: the 10 images shared out (5 + 5), one evaluation whose
-    # metrics both ranks received, one summary line in the log
-    assert [r['val_samples'] for r in ranks] == [EPOCHS * 5, EPOCHS * 5]
+    # each validation: the images shared out (11 + 10, padded to 11 + 11),
+    # evaluated once on the 21 gathered results, whose metrics both ranks
+    # received; one summary line in the log and in the work dir's scalars
+    assert [r['val_samples'] for r in ranks] == [EPOCHS * 11] * 2
     assert ranks[0]['val_metrics'] == ranks[1]['val_metrics']
     assert len(ranks[0]['val_metrics']) == EPOCHS
+    for metrics in ranks[0]['val_metrics']:
+        correct = metrics['accuracy/top1'] * NUM_VAL / 100
+        assert correct == pytest.approx(round(correct), abs=1e-4)
     val_top1 = top1_lines(log, 'val')
     assert len(val_top1) == EPOCHS
+    work = tmp_path / 'work'
     scalars = next(work.glob('*/vis_data/scalars.json')).read_text()
     assert scalars.count('accuracy/top1') == EPOCHS
 
@@ -183,11 +148,14 @@ def test_dist_train_and_test_on_two_cpu_processes(tmp_path):
     assert float(sum(v.double().sum() for v in state.values())) == \
         ranks[0]['weight_sum']
 
-    # two processes test the checkpoint: the last validation's top-1
-    log = check(run_script('dist_test.sh', config, checkpoint, 2,
-                           '--work-dir', tmp_path / 'test', cwd=tmp_path,
-                           extra_path=tmp_path))
+    # two test processes give the last validation's top-1, as does one
+    log = run(['bash', TOOLS / 'dist_test.sh', config, checkpoint, 2,
+               '--work-dir', 'test2'], tmp_path)
     assert 'the 2 processes test on the CPU with the gloo backend' in log
+    assert top1_lines(log, 'test') == [val_top1[-1]]
+    log = run([sys.executable, TOOLS / 'test.py', config, checkpoint,
+               '--work-dir', 'test1'], tmp_path)
+    assert 'gloo' not in log
     assert top1_lines(log, 'test') == [val_top1[-1]]
 
 
