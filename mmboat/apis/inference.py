@@ -20,6 +20,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 from mmengine.config import Config
 from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.runner.checkpoint import CheckpointLoader
+from PIL import Image
 
 import mmboat  # noqa: F401  (registers the mmboat modules)
 
@@ -27,6 +28,9 @@ import mmboat  # noqa: F401  (registers the mmboat modules)
 TASKS = {'mmdet': 'det', 'mmseg': 'seg', 'mmpretrain': 'cls'}
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
                     '.webp')
+#: classification pictures of smaller images are upscaled to this short
+#: side, so that the drawn class names stay readable
+MIN_CLS_PICTURE_SIDE = 224
 
 PathLike = Union[str, os.PathLike]
 ConfigLike = Union[PathLike, Config]
@@ -201,7 +205,8 @@ def visualize(inputs: Union[PathLike, Sequence[PathLike]],
               score_thr: float = 0.3,
               topk: int = 5) -> Tuple[List[str], list]:
     """Predict on images and write one picture of the predictions per image
-    to ``out_dir/vis/``, drawn by the library's visualiser.
+    to ``out_dir/vis/``, drawn by the library's visualiser, of the image's
+    size (classification: at least 224 on the short side).
 
     Args:
         inputs: an image path, a folder (all its images, sorted) or a list.
@@ -213,7 +218,8 @@ def visualize(inputs: Union[PathLike, Sequence[PathLike]],
             ``preds/<name>.json``, segmentation ``pred/<n>_pred.png``
             (label maps), as their inferencers do.
         score_thr: detection: draw boxes scoring at least this.
-        topk: classification: draw the ``topk`` best classes.
+        topk: classification: draw the ``topk`` best classes (on images
+            upscaled to a short side of 224 when they are smaller).
 
     Returns:
         The paths of the pictures, in input order, and the predictions of
@@ -263,6 +269,13 @@ def visualize(inputs: Union[PathLike, Sequence[PathLike]],
         for sample in samples:
             k = min(topk, sample.pred_score.numel())
             sample.set_pred_label(sample.pred_score.topk(k).indices)
-        inferencer.visualize(images, samples, show_dir=vis_dir)
+        for image, sample in zip(images, samples):
+            with Image.open(image) as img:
+                short_side = min(img.size)
+            inferencer.visualize(
+                [image], [sample],
+                show_dir=vis_dir,
+                resize=MIN_CLS_PICTURE_SIDE
+                if short_side < MIN_CLS_PICTURE_SIDE else None)
         predictions = inferencer.postprocess(samples, None)
     return paths, predictions

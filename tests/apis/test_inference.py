@@ -23,8 +23,8 @@ SHAPES = ('circle', 'rectangle', 'star', 'triangle')
 
 @pytest.fixture
 def image(tmp_path):
-    """A 120 x 160 PNG of tiny-shapes objects."""
-    img = draw_scene(np.random.default_rng(0), 160, 3)[0][:120]
+    """A 240 x 320 PNG of tiny-shapes objects."""
+    img = draw_scene(np.random.default_rng(0), 320, 3)[0][:240]
     path = tmp_path / 'scene.png'
     Image.fromarray(img).save(path)
     return path
@@ -119,14 +119,14 @@ def test_visualize_random_weights(task, image, tmp_path):
         image, inferencer, out_dir=tmp_path / 'out', score_thr=0.0)
     name = 'scene.png'
     assert paths == [str(tmp_path / 'out' / 'vis' / name)]
-    assert read(paths[0]).shape == (120, 160, 3)
+    assert read(paths[0]).shape == (240, 320, 3)
     assert changed_fraction(paths[0], image) > 0.01
     assert len(preds) == 1
     if task == 'det':
         assert len(preds[0]['bboxes']) == len(preds[0]['scores']) > 0
         assert max(preds[0]['labels']) < len(SHAPES)
     elif task == 'seg':
-        assert preds[0].shape == (120, 160)
+        assert preds[0].shape == (240, 320)
         assert preds[0].max() <= len(SHAPES)
     else:
         assert preds[0]['pred_scores'].shape == (len(SHAPES), )
@@ -198,4 +198,17 @@ def test_visualize_folder(image, tmp_path):
                      for n in ['a.png', 'b.png', 'c.png']]
     assert len(preds) == 3
     for path in paths:
-        assert read(path).shape == (120, 160, 3)
+        assert read(path).shape == (240, 320, 3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('size,picture', [((64, 64), (224, 224)),
+                                          ((100, 50), (448, 224)),
+                                          ((300, 250), (300, 250))])
+def test_small_classification_pictures_upscaled(tmp_path, size, picture):
+    """Class names drawn on a 64 x 64 image would be unreadable."""
+    path = tmp_path / 'small.png'
+    img = draw_scene(np.random.default_rng(0), max(size), 1)[0]
+    Image.fromarray(img[:size[0], :size[1]]).save(path)
+    paths, _ = visualize(path, CONFIGS['cls'], out_dir=tmp_path / 'out')
+    assert read(paths[0]).shape == picture + (3, )

@@ -34,8 +34,8 @@ def demo_main():
 
 @pytest.fixture
 def image(tmp_path):
-    """A 120 x 160 JPEG of tiny-shapes objects."""
-    img = draw_scene(np.random.default_rng(1), 160, 3)[0][:120]
+    """A 240 x 320 JPEG of tiny-shapes objects."""
+    img = draw_scene(np.random.default_rng(1), 320, 3)[0][:240]
     path = tmp_path / 'scene.jpg'
     Image.fromarray(img).save(path, quality=95)
     return path
@@ -54,7 +54,7 @@ def test_demo_draws_predictions(demo_main, task, image, tmp_path, capsys):
     picture = out / 'vis' / ('scene.png' if task == 'cls' else 'scene.jpg')
     assert sorted((out / 'vis').iterdir()) == [picture]
     drawn = read(picture)
-    assert drawn.shape == (120, 160, 3)
+    assert drawn.shape == (240, 320, 3)
     # far above JPEG noise: boxes / masks, the label map, the class text
     changed = (np.abs(drawn - read(image)) > 40).any(-1).mean()
     assert changed > 0.01
