@@ -60,3 +60,6 @@ default_hooks = dict(
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
 # no EMA: its ImageNet momentum averages over far more steps than this run
 custom_hooks = []
+
+# the same seed for every run of this config (and its no-FSLA twin)
+randomness = dict(seed=0)

@@ -15,10 +15,16 @@ model = dict(
     neck=dict(in_channels=[32, 64, 128, 256], out_channels=channels),
     rpn_head=dict(in_channels=channels, feat_channels=channels),
     roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=channels),
+        # torchvision's RoIAlign: the same computation as mmcv's, 2-7x
+        # faster on the CPU
+        bbox_roi_extractor=dict(
+            out_channels=channels,
+            roi_layer=dict(use_torchvision=True)),
         bbox_head=dict(in_channels=channels, fc_out_channels=256,
                        num_classes=4),
-        mask_roi_extractor=dict(out_channels=channels),
+        mask_roi_extractor=dict(
+            out_channels=channels,
+            roi_layer=dict(use_torchvision=True)),
         mask_head=dict(in_channels=channels, conv_out_channels=channels,
                        num_classes=4)),
     train_cfg=dict(
@@ -83,3 +89,6 @@ optim_wrapper = dict(optimizer=dict(lr=1e-3))
 default_hooks = dict(
     logger=dict(interval=16),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+
+# the same seed for every run of this config (and its no-FSLA twin)
+randomness = dict(seed=0)
