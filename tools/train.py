@@ -11,18 +11,15 @@ registers its backbones and lets MMEngine load its own checkpoints on
 torch >= 2.6.
 """
 import argparse
-import datetime
 import os
 import os.path as osp
 
-import torch
-import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
-from mmengine.registry import MODEL_WRAPPERS, RUNNERS
+from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
-from torch.nn.parallel import DistributedDataParallel
 
 import mmboat  # noqa: F401  (registers the mmboat modules)
+from mmboat.utils.dist import use_cpu_distributed
 
 
 def parse_args():
@@ -55,60 +52,6 @@ def parse_args():
     return args
 
 
-def sync_bn_to_bn(node):
-    """Turn the CUDA-only SyncBN / MMSyncBN norm configs inside ``node``
-    into BN, in place; return how many."""
-    if isinstance(node, dict):
-        count = int(node.get('type') in ('SyncBN', 'MMSyncBN'))
-        if count:
-            node['type'] = 'BN'
-        children = node.values()
-    elif isinstance(node, (list, tuple)):
-        count, children = 0, node
-    else:
-        return 0
-    return count + sum(sync_bn_to_bn(child) for child in children)
-
-
-def use_cpu_distributed(cfg):
-    """Run a ``--launcher pytorch`` job on CPU processes with gloo when no
-    CUDA GPU is visible.
-
-    MMEngine 0.10 would call ``torch.cuda.set_device``, open an NCCL group
-    and give DDP ``device_ids=[LOCAL_RANK]``, all of which need CUDA. Here
-    the gloo group is opened first (the runner then keeps it), DDP gets no
-    device ids and SyncBN layers, which only sync CUDA tensors, become BN.
-    """
-    if cfg.launcher == 'none' or torch.cuda.is_available():
-        return
-    if cfg.launcher != 'pytorch':
-        raise SystemExit(
-            f'--launcher {cfg.launcher} needs CUDA GPUs and none is '
-            'visible; on CPUs, run tools/dist_train.sh (torchrun, gloo)')
-    timeout = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('timeout')
-    kwargs = {} if timeout is None else dict(
-        timeout=datetime.timedelta(seconds=timeout))
-    torch_dist.init_process_group(backend='gloo', **kwargs)
-    wrapper = cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel',
-        broadcast_buffers=False,
-        find_unused_parameters=cfg.get('find_unused_parameters', False))
-    wrapper_type = MODEL_WRAPPERS.get(
-        wrapper.get('type', 'MMDistributedDataParallel'))
-    if issubclass(wrapper_type, DistributedDataParallel):
-        wrapper['device_ids'] = None
-    cfg.model_wrapper_cfg = wrapper
-    num_sync_bn = sync_bn_to_bn(cfg.model)
-    if cfg.get('sync_bn'):
-        cfg.sync_bn = None
-    if torch_dist.get_rank() == 0:
-        note = f' ({num_sync_bn} SyncBN norm configs set to BN)' \
-            if num_sync_bn else ''
-        print(f'[mmboat] no CUDA GPU visible: the '
-              f'{torch_dist.get_world_size()} processes train on the CPU '
-              f'with the gloo backend{note}', flush=True)
-
-
 def main():
     args = parse_args()
     cfg = Config.fromfile(args.config)
@@ -132,7 +75,7 @@ def main():
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    use_cpu_distributed(cfg)
+    use_cpu_distributed(cfg, training=True)
 
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
