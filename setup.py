@@ -9,11 +9,10 @@ from setuptools.command.build_py import build_py
 
 HERE = osp.dirname(osp.abspath(__file__))
 
-# What OpenMMLab's tools look for in ``<package>/.mim/``: MMEngine resolves
-# ``_base_ = 'mmboat::boat_swin/x.py'`` to ``mmboat/.mim/configs/boat_swin/
-# x.py`` (after reading ``model-index.yml``), and ``mim train mmboat`` runs
-# ``mmboat/.mim/tools/train.py``.
-MIM_FILES = ('configs', 'tools', 'model-index.yml')
+# What OpenMMLab's tools look for in ``<package>/.mim/``: a config's
+# ``_base_ = 'mmboat::boat_swin/x.py'`` is ``mmboat/.mim/configs/boat_swin/
+# x.py``, and ``mim train mmboat`` runs ``mmboat/.mim/tools/train.py``.
+MIM_FILES = ('configs', 'tools')
 
 
 def get_version():
@@ -33,32 +32,25 @@ def parse_requirements(path):
     return reqs
 
 
-def _replace(src, dst, mode):
-    """Make ``dst`` a symlink to, or a copy of, ``src``."""
-    if osp.islink(dst) or osp.isfile(dst):
-        os.remove(dst)
-    elif osp.isdir(dst):
-        shutil.rmtree(dst)
-    if mode == 'symlink':
-        try:
-            os.symlink(osp.relpath(src, osp.dirname(dst)), dst)
-            return
-        except OSError as e:
-            warnings.warn(f'cannot symlink {dst} -> {src} ({e}); copying '
-                          'instead: reinstall mmboat after editing configs')
-    if osp.isdir(src):
-        shutil.copytree(src, dst)
-    else:
-        shutil.copyfile(src, dst)
-
-
 def add_mim_extension(package_dir, mode):
-    """Put the configs, tools and model index under ``<package_dir>/.mim``,
-    as symlinks (editable installs) or copies (wheels)."""
+    """Make ``<package_dir>/.mim`` hold the configs and tools, as symlinks
+    (``mode='symlink'``, editable installs) or copies (``'copy'``)."""
     mim_dir = osp.join(package_dir, '.mim')
-    os.makedirs(mim_dir, exist_ok=True)
+    if osp.isdir(mim_dir):
+        shutil.rmtree(mim_dir)  # removes links, never what they point to
+    os.makedirs(mim_dir)
     for name in MIM_FILES:
-        _replace(osp.join(HERE, name), osp.join(mim_dir, name), mode)
+        src, dst = osp.join(HERE, name), osp.join(mim_dir, name)
+        if mode == 'symlink':
+            try:
+                os.symlink(osp.relpath(src, mim_dir), dst)
+                continue
+            except OSError as e:
+                warnings.warn(f'cannot symlink {dst} -> {src} ({e}); '
+                              'copying instead: reinstall mmboat after '
+                              'editing its configs')
+        shutil.copytree(
+            src, dst, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
 
 
 class BuildPyWithMim(build_py):
