@@ -12,6 +12,8 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
+from mmboat.models.layers import FeatureSpaceLocalAttention
+
 CONFIG_ROOT = Path(__file__).resolve().parents[1] / 'configs'
 CONFIGS = sorted(CONFIG_ROOT.rglob('*.py'))
 TASKS = {
@@ -129,7 +131,8 @@ def test_weight_decay_exemptions(built):
         expected = {n for n in norms | tables if n.startswith('backbone.')}
     assert sorted(no_decay - expected) == []
     assert sorted(expected - no_decay) == []
-    if cfg.model.backbone.get('fsla_blocks', None) != [[]] * 4:
+    if any(isinstance(m, FeatureSpaceLocalAttention)
+           for m in model.modules()):
         assert any('.norm_fsla.' in n for n in no_decay)
         assert any('.fsla.qkv.weight' in n for n in set(names.values()) -
                    no_decay)

@@ -22,6 +22,7 @@ stdout.
 """
 import argparse
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -131,19 +132,26 @@ def load_config(path, cfg_options):
 
 def measure(cfg):
     """Task, input size, parameters and multiply-adds of a config's model."""
-    from mmengine.logging import MMLogger
     from mmengine.registry import MODELS, init_default_scope
     init_default_scope(cfg.default_scope)
     __import__('mmboat')
     torch.manual_seed(0)  # the detectors' proposals depend on the weights
-    # builders log at INFO level to stdout, where the table goes
-    MMLogger.get_current_instance().setLevel(logging.WARNING)
     model = MODELS.build(cfg.model).eval()
     task, hw = TASKS[cfg.default_scope]
     params = sum(p.numel() for p in model.parameters())
     macs = count_flops(standard_forward(model, cfg.default_scope, hw))
     return dict(task=task, hw=hw, params=params, macs=macs,
                 source=published_source(cfg, model))
+
+
+def zoo_order(path):
+    """Sort key of a zoo config: detection, segmentation, classification;
+    then size T, S, B; then schedule."""
+    task = next((i for i, prefix in enumerate(('mask-rcnn_', 'upernet_'))
+                 if path.name.startswith(prefix)), 2)
+    size = re.search(r'boat-c?swin-([a-z]+)', path.name)
+    size = 'tsb'.find(size[1]) if size and size[1] in 'tsb' else 3
+    return task, size, path.name
 
 
 def row(path, info):
@@ -171,11 +179,8 @@ HEADER = (
     '|---|---|---|---|---|---|')
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    configs = args.configs or sorted(
-        p for d in ('boat_swin', 'boat_cswin')
-        for p in (REPO_ROOT / 'configs' / d).glob('*.py'))
+def zoo_rows(configs, cfg_options):
+    """One table row per config, with progress on stderr."""
     rows, measured = [], {}
     for i, path in enumerate(configs, 1):
         if not path.is_file():
@@ -183,7 +188,7 @@ def main(argv=None):
         start = time.perf_counter()
         print(f'[{i}/{len(configs)}] {path.name}: measuring', file=sys.stderr,
               flush=True)
-        cfg = load_config(path, args.cfg_options)
+        cfg = load_config(path, cfg_options)
         # configs differing only in schedule / data share one measurement
         key = (cfg.default_scope, repr(cfg.model.to_dict()))
         if key not in measured:
@@ -195,6 +200,25 @@ def main(argv=None):
               f"{info['macs'] / 1e9:.1f} GFLOPs, "
               f'{time.perf_counter() - start:.0f} s', file=sys.stderr,
               flush=True)
+    return rows
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    configs = args.configs or [
+        p for d in ('boat_swin', 'boat_cswin')
+        for p in sorted((REPO_ROOT / 'configs' / d).glob('*.py'),
+                        key=zoo_order)
+    ]
+    # MMEngine logs to stdout, where the table goes: only errors while here
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        rows = zoo_rows(configs, args.cfg_options)
+    finally:
+        logger.setLevel(level)
     print('FLOPs: multiply-adds of matrix products, convolutions and '
           'scaled-dot-product attention, counted by '
           '`torch.utils.flop_counter.FlopCounterMode` on one forward pass '
