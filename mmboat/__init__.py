@@ -1,8 +1,11 @@
-from .utils.mmengine_compat import register_checkpoint_loader
+from .utils.mmengine_compat import (register_checkpoint_loader,
+                                    register_config_package)
 from .version import __version__
 
 # MMEngine 0.10 cannot load its own checkpoints on torch >= 2.6 otherwise.
 register_checkpoint_loader()
+# Nor configs that inherit mmboat's (`_base_ = 'mmboat::...'`).
+register_config_package()
 
 from . import models  # noqa: E402,F401  (registers the backbones)
 
