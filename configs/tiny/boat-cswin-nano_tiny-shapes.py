@@ -8,6 +8,6 @@ model = dict(
         _delete_=True,
         type='BOATCSWinTransformer',
         arch=dict(embed_dims=16, depths=(1, 2, 2, 1),
-                  num_heads=(1, 2, 4, 8), split_sizes=(1, 2, 7, 7)),
+                  num_heads=(2, 4, 8, 16), split_sizes=(1, 2, 7, 7)),
         drop_path_rate=0.1,
         out_indices=(3, )))
