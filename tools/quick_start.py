@@ -1,7 +1,7 @@
 """Quick start: train, evaluate and draw a tiny BOAT model on the embedded
 tiny-shapes data, on the CPU, in minutes.
 
-    python tools/quick_start.py              # Mask R-CNN (COCO bbox + segm mAP)
+    python tools/quick_start.py              # Mask R-CNN (bbox + segm mAP)
     python tools/quick_start.py seg          # UperNet (mIoU)
     python tools/quick_start.py cls          # ImageClassifier (top-1)
     python tools/quick_start.py det --backbone cswin

@@ -1,7 +1,7 @@
 # ImageClassifier with a nano BOAT-Swin (16 channels) on the tiny-shapes
-# ImageNet-style class-folder set (4 classes, 64 x 64): the BOAT-Swin-T
-# ImageNet config with a smaller backbone and images and a CPU-sized
-# schedule. Data:
+# ImageNet-style class-folder set (4 classes, 64 x 64, 2400 training
+# images): the BOAT-Swin-T ImageNet config with a smaller backbone and
+# images and a CPU-sized schedule. Data:
 #   python tools/misc/make_tiny_datasets.py       # writes data/tiny_shapes
 _base_ = '../boat_swin/boat-swin-t_16xb64_in1k.py'
 
@@ -46,15 +46,15 @@ val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
 
 # ----------------------------------------------------------------- schedule
-max_epochs = 30
+max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0, end=2,
+    dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0, end=1,
          convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=2,
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=1,
          end=max_epochs)
 ]
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
+optim_wrapper = dict(optimizer=dict(lr=3e-4))
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))

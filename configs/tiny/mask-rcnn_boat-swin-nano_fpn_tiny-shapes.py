@@ -85,7 +85,7 @@ param_scheduler = [
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True,
          milestones=[9, 11], gamma=0.1)
 ]
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
+optim_wrapper = dict(optimizer=dict(lr=3e-4))
 default_hooks = dict(
     logger=dict(interval=16),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))

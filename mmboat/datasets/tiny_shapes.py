@@ -44,7 +44,7 @@ METAINFO = dict(
 DEFAULT_SIZES = dict(
     det=dict(train=(256, 128), val=(64, 128)),
     seg=dict(train=(256, 128), val=(64, 128)),
-    cls=dict(train=(480, 64), val=(120, 64)))
+    cls=dict(train=(2400, 64), val=(400, 64)))
 MAX_OBJECTS = 5          # per detection / segmentation image
 MIN_VISIBLE = 0.6        # fraction of an instance left visible by occlusion
 
