@@ -1,4 +1,4 @@
-# Mask R-CNN with a nano BOAT-Swin (32 channels, 2.9M parameters in all) on
+# Mask R-CNN with a nano BOAT-Swin (32 channels, 3.6M parameters in all) on
 # the tiny-shapes COCO set: the BOAT-Swin-T config with smaller backbone,
 # heads and images and a CPU-sized schedule. Data:
 #   python tools/misc/make_tiny_datasets.py       # writes data/tiny_shapes
