@@ -59,7 +59,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def load_config(task: str, backbone: str, data_root: str,
+def tiny_config(task: str, backbone: str, data_root: str,
                 work_dir: str) -> Config:
     """The tiny config of ``task``, reading its data under ``data_root``."""
     path = osp.join(REPO, 'configs', 'tiny', CONFIGS[task].format(backbone))
@@ -81,10 +81,10 @@ def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
     if not osp.exists(osp.join(args.data_root, VAL_IMAGES[args.task])):
-        print(f'[quick start] writing the tiny-shapes data to '
+        print(f'[quick start] writing the tiny-shapes {args.task} data to '
               f'{args.data_root}')
-        make_tiny_datasets(args.data_root)
-    cfg = load_config(args.task, args.backbone, args.data_root,
+        make_tiny_datasets(args.data_root, tasks=[args.task])
+    cfg = tiny_config(args.task, args.backbone, args.data_root,
                       args.work_dir)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

@@ -41,4 +41,4 @@ def test_quick_start_detection(tmp_path):
     image = np.asarray(Image.open(data / 'coco/images/val/000000.jpg'))
     assert drawn.shape == image.shape
     # the data was not rewritten: it was there
-    assert 'writing the tiny-shapes data' not in out
+    assert 'writing the tiny-shapes' not in out
