@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mmboat.utils import load_checkpoint_file
-from tests.conftest import (REPO_ROOT, call_tool_main, reference_fixture,
+from tests.helpers import (REPO_ROOT, call_tool_main, reference_fixture,
                             run_tool)
 
 CONVERTER = REPO_ROOT / 'tools' / 'model_converters' / \

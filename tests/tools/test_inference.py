@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 
 @pytest.fixture

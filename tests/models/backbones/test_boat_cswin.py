@@ -14,16 +14,6 @@ SMALL_ARCH = dict(
     split_sizes=(1, 2, 7, 7))
 
 
-@pytest.fixture
-def one_thread():
-    """Float64 depthwise convolutions take PyTorch's slow per-group path,
-    which is ~100x slower with two OpenMP threads on busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_model(**kwargs):
     kwargs.setdefault('arch', SMALL_ARCH)
     model = BOATCSWinTransformer(**kwargs)
