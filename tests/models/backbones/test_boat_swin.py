@@ -1,12 +1,12 @@
 import pytest
 import torch
 
+from mmboat.converters import convert_boat_swin_checkpoint
 from mmboat.models.backbones import BOATSwinTransformer
 from mmboat.models.backbones.boat_swin import (PaddedShiftWindowMSA,
-                                               convert_boat_swin_checkpoint,
                                                published_fsla_blocks)
 from mmboat.utils import load_checkpoint_file
-from tests.conftest import reference_fixture
+from tests.helpers import reference_fixture
 
 # the architecture of the reference fixtures: small and fast
 MINI = dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))

@@ -1,0 +1,436 @@
+"""The core shared by the converters of the published checkpoints.
+
+Converting an official release file into an mmboat checkpoint goes the
+same way for every family (:func:`convert`):
+
+1. :func:`read_checkpoint`: a path is read with
+   :func:`mmboat.utils.load_checkpoint_file`, which runs no code from it;
+2. :func:`pick_weights`: the weights are picked out of the file, without
+   the buffers that are not weights (:data:`NON_WEIGHTS`); a file of
+   another family or one already converted is refused;
+3. the family reads the architecture from the weights
+   (:meth:`Family.infer_arch`);
+4. :func:`map_weights`: official names become mmboat names
+   (:class:`KeyMap`);
+5. :func:`fresh_fsla_weights`: a plain Swin / CSWin source gets FSLA
+   weights initialised as in training from scratch;
+6. :func:`verify`: the result must fit the backbone, built on the ``meta``
+   device, and a linear head, key for key and shape for shape;
+7. :func:`build_meta`.
+
+The result has the keys of an mmpretrain ``ImageClassifier`` with this
+backbone (``out_indices=(last, )``, the final norm as ``norm{last}``),
+``GlobalAveragePooling`` and ``LinearClsHead``. Every failure raises
+:class:`mmboat.utils.CheckpointError` (a ``ValueError``); lists of weights
+are written with :func:`mmboat.utils.key_report`.
+"""
+import os
+import re
+from collections import OrderedDict
+from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple
+
+import torch
+
+from mmboat.utils import CheckpointError, key_report, load_checkpoint_file
+
+#: buffers of the official models that are not weights
+NON_WEIGHTS = ('relative_position_index', 'attn_mask')
+#: where a training file keeps its weights, in the order they are looked for
+WEIGHT_PLACES = ('state_dict', 'model')
+#: where a timm training file keeps its EMA weights
+EMA_PLACE = 'state_dict_ema'
+#: name of the file's top level when it holds the weights itself
+TOP_LEVEL = '<top level>'
+#: top-level entries of a training file copied into ``meta['source_*']``
+SOURCE_FIELDS = ('arch', 'epoch', 'max_accuracy')
+#: mmboat names of the FSLA weights, and of any weight of a block
+FSLA_KEY = re.compile(r'\.(fsla|norm_fsla)\.')
+BLOCK_NAME = re.compile(r'backbone\.stages\.(\d+)\.blocks\.(\d+)\.')
+#: how the official files of each family look (format detection): name ->
+#: (name prefixes that only its weights have, its layout in words)
+FORMATS = {
+    'BOAT-Swin': (('layers.', 'patch_embed.'), 'Swin training format'),
+    'BOAT-CSWin': (('stage1_conv_embed.', 'stage1.'), 'timm training format'),
+}
+
+
+def converter_script(name: str) -> str:
+    """The command line that converts the family ``name``."""
+    key = name.lower().replace('-', '_')
+    return f'tools/model_converters/{key}_to_mmboat.py'
+
+
+class _Template:
+    """A name prefix with integer fields: ``{i}``, or ``{i+1}`` for a
+    field written one higher."""
+
+    def __init__(self, text: str):
+        parts = re.split(r'\{(\w+)(?:\+(\d+))?\}', text)
+        self.literals = parts[0::3]
+        self.fields = [(name, int(offset or 0))
+                       for name, offset in zip(parts[1::3], parts[2::3])]
+        self.names = {name for name, _ in self.fields}
+        self.regex = re.compile(
+            re.escape(self.literals[0]) + ''.join(
+                fr'(?P<{name}>\d+)' + re.escape(literal)
+                for (name, _), literal in zip(self.fields, self.literals[1:])))
+
+    def match(self, key: str) -> Optional[Tuple[dict, str]]:
+        """(field values, rest of ``key``) if ``key`` starts with this."""
+        found = self.regex.match(key)
+        if found is None:
+            return None
+        values = {name: int(found[name]) - off for name, off in self.fields}
+        return values, key[found.end():]
+
+    def format(self, values: dict) -> str:
+        return self.literals[0] + ''.join(
+            f'{values[name] + off}{literal}'
+            for (name, off), literal in zip(self.fields, self.literals[1:]))
+
+
+class KeyMap:
+    """Official <-> mmboat weight names, from a table of name prefixes.
+
+    Each line of ``table`` holds an official prefix and the prefix of the
+    backbone weight it becomes (``backbone.`` is added), with the fields
+    ``{i}`` (stage, from 0; ``{i+1}`` counts from 1), ``{j}`` (block) and
+    ``{last}`` (the last stage). The first line that fits a name applies;
+    a name that fits no line is unknown. The classification head
+    (``head.`` -> ``head.fc.``) is the same in every family.
+    """
+
+    def __init__(self, table: str):
+        rules = [line.split() for line in table.strip().splitlines()]
+        rules = [(old, f'backbone.{new}') for old, new in rules]
+        rules.append(('head.', 'head.fc.'))
+        self.rules = [(_Template(old), _Template(new)) for old, new in rules]
+
+    def to_mmboat(self, key: str, num_stages: int) -> Optional[str]:
+        """mmboat name of an official weight; None if no line knows it."""
+        return self._rename(key, 0, num_stages - 1)
+
+    def to_official(self, key: str) -> str:
+        """Official name of an mmboat weight (for messages)."""
+        return self._rename(key, 1) or key
+
+    def _rename(self, key, src, last=None):
+        for rule in self.rules:
+            found = rule[src].match(key)
+            if found is not None:
+                values, rest = found
+                values.setdefault('last', last)
+                return rule[1 - src].format(values) + rest
+        return None
+
+    def blocks(self, weights) -> Dict[Tuple[int, int], List[str]]:
+        """(stage, block) -> the mmboat names of its official weights."""
+        blocks = {}
+        for key in weights:
+            new = self.to_mmboat(key, num_stages=0) or ''  # {last} unused
+            found = BLOCK_NAME.match(new)
+            if found:
+                block = (int(found[1]), int(found[2]))
+                blocks.setdefault(block, []).append(new)
+        return blocks
+
+    def depths(self, weights) -> Tuple[int, ...]:
+        """Blocks per stage, read from the official block names."""
+        stages = {}
+        for i, j in self.blocks(weights):
+            stages.setdefault(i, set()).add(j)
+        depths = tuple(
+            max(stages.get(i, {-1})) + 1
+            for i in range(max(stages, default=-1) + 1))
+        if not depths or min(depths) < 1:
+            found = {i: sorted(b) for i, b in sorted(stages.items())}
+            raise CheckpointError('missing the blocks of whole stages '
+                                  f'(blocks found per stage: {found})')
+        return depths
+
+    def fsla_blocks(self, weights) -> Set[Tuple[int, int]]:
+        """The (stage, block)s with FSLA weights."""
+        return {
+            block
+            for block, names in self.blocks(weights).items() if any(
+                FSLA_KEY.search(name) for name in names)
+        }
+
+
+class Arch(NamedTuple):
+    """What a family reads from the weights of an official file."""
+    #: arguments of the backbone that the weights fill
+    kwargs: dict
+    #: whether the file has FSLA weights (BOAT) or not (plain Swin / CSWin)
+    has_fsla: bool
+    #: family-specific entries of the converted file's ``meta``
+    meta: dict
+    #: the architecture in a few words, for messages
+    summary: str
+
+
+def _same(key: str, value: torch.Tensor) -> torch.Tensor:
+    return value
+
+
+class Family:
+    """One family of official files: what the core cannot know alone.
+
+    Args:
+        name (str): the BOAT model, a key of :data:`FORMATS`; the plain
+            model it extends is the name without ``BOAT-``.
+        backbone (type): the mmboat backbone class.
+        key_map (KeyMap): official <-> mmboat names.
+        infer_arch (callable): ``infer_arch(weights, **options) -> Arch``.
+        describe (callable): ``describe(meta) -> str``, the backbone config
+            of a converted file as Python text.
+        transform (callable): ``transform(official_key, value)``, the
+            value in mmboat's layout. Default: the value itself.
+    """
+
+    def __init__(self,
+                 name: str,
+                 backbone: type,
+                 key_map: KeyMap,
+                 infer_arch: Callable[..., Arch],
+                 describe: Callable[[dict], str],
+                 transform: Callable = _same):
+        self.name, self.backbone, self.key_map = name, backbone, key_map
+        self.infer_arch, self.describe = infer_arch, describe
+        self.transform = transform
+        self.plain_name = name[len('BOAT-'):]
+        self.key = name.lower()
+        self.signature, self.file_format = FORMATS[name]
+        self.converter = converter_script(name)
+
+
+#: the families, by key ('boat-swin', ...)
+FAMILIES: Dict[str, Family] = {}
+
+
+def register(family: Family) -> Family:
+    FAMILIES[family.key] = family
+    return family
+
+
+def need(weights: Dict[str, torch.Tensor], key: str) -> torch.Tensor:
+    """``weights[key]``, or a :class:`CheckpointError` that names it."""
+    if key not in weights:
+        raise CheckpointError(f'missing weights: {key}')
+    return weights[key]
+
+
+def match_preset(backbone: type, **fields) -> Optional[str]:
+    """The first preset of ``backbone.arch_zoo`` with these values."""
+
+    def plain(value):
+        return tuple(value) if isinstance(value, (list, tuple)) else value
+
+    for name, preset in backbone.arch_zoo.items():
+        if all(plain(preset[k]) == plain(v) for k, v in fields.items()):
+            return name
+    return None
+
+
+def read_checkpoint(checkpoint) -> dict:
+    """A path (read safely) or an already loaded checkpoint dict."""
+    if isinstance(checkpoint, (str, os.PathLike)):
+        return load_checkpoint_file(os.fspath(checkpoint))
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError('expected a checkpoint file or dict, got '
+                              f'{type(checkpoint).__name__}')
+    return checkpoint
+
+
+def _holds(weights, prefixes: Tuple[str, ...]) -> bool:
+    return isinstance(weights, dict) and any(
+        isinstance(k, str) and k.startswith(prefixes) for k in weights)
+
+
+def pick_weights(ckpt: dict,
+                 family: Family,
+                 use_ema: bool = False) -> Tuple[Dict[str, torch.Tensor], str]:
+    """The official weights of a release file and where they were.
+
+    Looks in :data:`WEIGHT_PLACES`, then the top level (or only in
+    :data:`EMA_PLACE` with ``use_ema``), and drops :data:`NON_WEIGHTS`.
+    A file of another family of :data:`FORMATS`, an mmboat file or one
+    without this family's weights raises :class:`CheckpointError`.
+    """
+    places = {w: ckpt.get(w) for w in (*WEIGHT_PLACES, EMA_PLACE)}
+    places[TOP_LEVEL] = ckpt
+    for other, (signature, file_format) in FORMATS.items():
+        for where, sd in places.items():
+            if other != family.name and _holds(sd, signature):
+                raise CheckpointError(
+                    f'this is a {other} checkpoint ({file_format}, '
+                    f"'{signature[0]}*' weights under '{where}'), not a "
+                    f'{family.name} one: use {converter_script(other)}')
+    if any(_holds(sd, ('backbone.', )) for sd in places.values()):
+        raise CheckpointError(
+            'this is already an mmboat checkpoint (backbone.* keys): load it '
+            'directly, no conversion needed')
+    found = [
+        w for w in (*WEIGHT_PLACES, TOP_LEVEL)
+        if _holds(places[w], family.signature)
+    ]
+    if use_ema:
+        if EMA_PLACE not in ckpt:
+            raise CheckpointError(
+                f"--ema asked for '{EMA_PLACE}', but the file has none "
+                f'(top-level keys: {sorted(map(str, ckpt))})')
+        found = [EMA_PLACE]
+    elif not found and _holds(places[EMA_PLACE], family.signature):
+        raise CheckpointError(
+            f"the file has only '{EMA_PLACE}' weights: convert with --ema")
+    elif not found:
+        raise CheckpointError(
+            f'no {family.plain_name} / {family.name} weights found '
+            f'(expected a file in the {family.file_format} with '
+            f"'{family.signature[0]}*' weights); top-level keys: "
+            f'{sorted(map(str, ckpt))[:20]}')
+    where = found[0]
+    if not isinstance(places[where], dict):
+        raise CheckpointError(f"'{where}' holds a "
+                              f'{type(places[where]).__name__}, not weights')
+    weights = {
+        k: v
+        for k, v in places[where].items()
+        if not (isinstance(k, str) and k.endswith(NON_WEIGHTS))
+    }
+    not_tensors = [
+        k for k, v in weights.items()
+        if not (isinstance(k, str) and torch.is_tensor(v))
+    ]
+    if not_tensors:
+        raise CheckpointError(
+            f"'{where}' holds entries that are not named tensors: "
+            f'{not_tensors}')
+    return weights, where
+
+
+def map_weights(weights: Dict[str, torch.Tensor], family: Family,
+                num_stages: int) -> Tuple[Dict[str, torch.Tensor], list]:
+    """(mmboat state dict, official names that no rule knows)."""
+    state_dict, unknown = OrderedDict(), []
+    for key, value in weights.items():
+        new = family.key_map.to_mmboat(key, num_stages)
+        if new is None:
+            unknown.append(key)
+            continue
+        try:
+            value = family.transform(key, value)
+        except (RuntimeError, ValueError):
+            pass  # a shape the transform cannot take: verify() reports it
+        state_dict[new] = value.detach().clone().contiguous()
+    return state_dict, unknown
+
+
+def fresh_fsla_weights(backbone: type, kwargs: dict,
+                       seed: int) -> Dict[str, torch.Tensor]:
+    """FSLA weights of ``backbone(**kwargs)`` as in training from scratch,
+    drawn from ``seed`` (the global random state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = backbone(**kwargs)
+        model.init_weights()
+    return OrderedDict((f'backbone.{k}', v)
+                       for k, v in model.state_dict().items()
+                       if FSLA_KEY.search(k))
+
+
+def verify(state_dict: Dict[str, torch.Tensor], unknown: list, family: Family,
+           kwargs: dict, title: str) -> None:
+    """Raise :class:`CheckpointError` (``title`` and a key report) unless
+    ``state_dict`` fills ``family.backbone(**kwargs)``, built on the
+    ``meta`` device, and, if it has one, a linear head: no missing,
+    unexpected (``unknown`` included) or misshapen weight."""
+    with torch.device('meta'):
+        model = family.backbone(**kwargs)
+    expected = {
+        f'backbone.{k}': tuple(v.shape)
+        for k, v in model.state_dict().items()
+    }
+    head = state_dict.get('head.fc.weight', state_dict.get('head.fc.bias'))
+    if head is not None:  # no head is fine for a backbone, half a head not
+        num_classes = head.shape[0]
+        expected['head.fc.weight'] = (num_classes, model.num_features[-1])
+        expected['head.fc.bias'] = (num_classes, )
+    name = family.key_map.to_official
+    missing = [name(k) for k in expected if k not in state_dict]
+    unexpected = list(unknown) + [
+        name(k) for k in state_dict if k not in expected
+    ]
+    mismatched = [
+        f'{name(k)}: {tuple(v.shape)}, expected {expected[k]}'
+        for k, v in state_dict.items()
+        if k in expected and tuple(v.shape) != expected[k]
+    ]
+    if missing or unexpected or mismatched:
+        raise CheckpointError(f'{title}:\n' +
+                              key_report('missing weights', missing) +
+                              key_report('unexpected weights', unexpected) +
+                              key_report('shape mismatches', mismatched))
+
+
+def build_meta(family: Family, arch: Arch, ckpt: dict, where: str,
+               state_dict: Dict[str, torch.Tensor], fresh_keys: list) -> dict:
+    """The ``meta`` of a converted file: its source, the family's
+    architecture entries, ``num_classes`` (None without a head), the fresh
+    weights and the :data:`SOURCE_FIELDS` of the file."""
+    head = state_dict.get('head.fc.weight')
+    meta = dict(
+        source=(family.name if arch.has_fsla else family.plain_name).lower(),
+        source_weights=where,
+        **arch.meta,
+        num_classes=None if head is None else int(head.shape[0]),
+        fresh_keys=list(fresh_keys))
+    for k in SOURCE_FIELDS:
+        if isinstance(ckpt.get(k), (str, int, float)):
+            meta[f'source_{k}'] = ckpt[k]
+    return meta
+
+
+def convert(family: Family,
+            checkpoint,
+            seed: int = 0,
+            use_ema: bool = False,
+            **options) -> dict:
+    """Convert an official ``family`` file into an mmboat checkpoint.
+
+    Args:
+        family (Family): the family of the file.
+        checkpoint (str | os.PathLike | dict): the file, or what
+            :func:`mmboat.utils.load_checkpoint_file` read from it.
+        seed (int): seed of the fresh FSLA weights of a plain source.
+        use_ema (bool): convert the EMA weights (:data:`EMA_PLACE`).
+        **options: passed to ``family.infer_arch`` (``arch`` for
+            BOAT-Swin).
+
+    Returns:
+        dict: ``{'meta': ..., 'state_dict': ...}``, see the module
+        docstring and :func:`build_meta`.
+
+    Raises:
+        CheckpointError: for everything that stops the conversion.
+    """
+    ckpt = read_checkpoint(checkpoint)
+    weights, where = pick_weights(ckpt, family, use_ema)
+    try:
+        arch = family.infer_arch(weights, **options)
+        kwargs = dict(arch.kwargs)
+        num_stages = len(kwargs['arch']['depths'])
+        kwargs['out_indices'] = (num_stages - 1, )
+        state_dict, unknown = map_weights(weights, family, num_stages)
+        fresh = {} if arch.has_fsla else fresh_fsla_weights(
+            family.backbone, kwargs, seed)
+        state_dict.update(fresh)
+        kind = family.name if arch.has_fsla else family.plain_name
+        verify(state_dict, unknown, family, kwargs,
+               f"'{where}' is not a complete {kind} model ({arch.summary})")
+    except CheckpointError:
+        raise
+    except ValueError as e:  # the backbone refuses the architecture
+        raise CheckpointError(f"'{where}': {e}") from e
+    meta = build_meta(family, arch, ckpt, where, state_dict, list(fresh))
+    return dict(meta=meta, state_dict=state_dict)
