@@ -1,0 +1,254 @@
+"""Balanced hierarchical clustering of tokens, as FSLA uses it.
+
+Tokens are split in two, recursively, into ``2**L`` leaf clusters of equal
+size (up to one token), from their features alone. The attention that
+consumes the clusters is :mod:`.feature_space_attention`.
+
+Cluster layout rule (any number of tokens ``N``, cluster size ``S``):
+
+* ``L = max(0, round(log2(N / S)))`` levels of binary splits, ``2**L`` leaves.
+* Every split of a group of ``n`` real tokens gives ``ceil(n / 2)`` tokens to
+  the first child and ``floor(n / 2)`` to the second, so leaves hold
+  ``floor(N / 2**L)`` or ``ceil(N / 2**L)`` real tokens. Leaves are stored in
+  slots of ``m = ceil(N / 2**L)`` tokens; the at most ``2**L - 1`` empty
+  slots are padding that is never attended to, never moves a centroid and
+  never changes the output of a real token.
+* Keys and values of leaf ``2j`` are its own tokens plus the first
+  ``overlap`` real tokens of leaf ``2j + 1``; those of leaf ``2j + 1`` are
+  its own plus the last ``overlap`` real tokens of leaf ``2j``. The overlap
+  is capped at the size of the smallest leaf (it never is with the defaults,
+  S = 49 and overlap 20). With a single leaf (``L = 0``, e.g. ``N <= S``)
+  there is no sibling and no overlap: FSLA is plain global attention plus
+  LePE.
+* In memory, padding slots sit at the start of even leaves and at the end
+  of odd leaves, so the keys of every leaf are one contiguous window of the
+  sorted tokens.
+
+When ``N = S * 2**L`` there is no padding and the computation is exactly the
+one of the published BOAT models.
+"""
+import math
+from functools import lru_cache
+from typing import NamedTuple, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+
+class ClusterLayout(NamedTuple):
+    """Data-independent structure of the clustering for ``N`` tokens.
+
+    Everything here depends only on ``(N, cluster_size, overlap)``: which
+    slots are padding, how many real tokens every group holds at every
+    level, and the overlap actually used.
+    """
+    num_tokens: int
+    num_levels: int
+    leaf_size: int
+    overlap: int  # sibling tokens in the keys of every leaf (0 if L == 0)
+    # per level: (first-half mask (G, T), valid mask (G, T),
+    #             slot source after the sort (G, T) or None)
+    levels: Tuple[Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]],
+                  ...]
+    leaf_valid: torch.Tensor  # (2**L, m) bool, real query slots
+    # (2**L, m + overlap) bool over each leaf's key window, None if all valid
+    key_valid: Optional[torch.Tensor]
+
+
+def num_cluster_levels(num_tokens: int, cluster_size: int) -> int:
+    """``L = max(0, round(log2(N / S)))``."""
+    if num_tokens <= cluster_size:
+        return 0
+    return max(0, math.floor(math.log2(num_tokens / cluster_size) + 0.5))
+
+
+def _child_slots(n: torch.Tensor, T: int, pads_first: bool) -> torch.Tensor:
+    """``src[g, p]``: sorted rank (pads ranked last) that goes to slot p.
+
+    Ranks below ``ceil(n / 2)`` fill the first child, the other real ranks
+    the second; pads fill the rest of each child, at its end, or at the
+    start of the first child when ``pads_first``.
+    """
+    half = T // 2
+    first = (n + 1) // 2
+    first_pads = half - first
+    p = torch.arange(T).expand(n.shape[0], T)
+    q = p - half
+    if pads_first:
+        in_first = torch.where(p < first_pads, n + p, p - first_pads)
+    else:
+        in_first = torch.where(p < first, p, n + (p - first))
+    in_second = torch.where(q < n - first, first + q,
+                            n + first_pads + (q - (n - first)))
+    return torch.where(p < half, in_first, in_second)
+
+
+def _build_layout(num_tokens: int, cluster_size: int,
+                  overlap: int) -> ClusterLayout:
+    """The :class:`ClusterLayout`, built on the CPU."""
+    N = num_tokens
+    L = num_cluster_levels(N, cluster_size)
+    m = -(-N // 2**L)
+    levels = []
+    counts = [N]
+    for level in range(L):
+        T = m * 2**(L - level)
+        n = torch.tensor(counts)[:, None]  # (G, 1) real tokens per group
+        valid = torch.arange(T) < n
+        src = None if bool(valid.all()) else _child_slots(
+            n, T, pads_first=level == L - 1)
+        levels.append((torch.arange(T) < (n + 1) // 2, valid, src))
+        counts = [c for k in counts for c in ((k + 1) // 2, k // 2)]
+
+    leaf_counts = torch.tensor(counts)[:, None]  # (2**L, 1)
+    slot = torch.arange(m)
+    even = (torch.arange(2**L) % 2 == 0)[:, None]
+    leaf_valid = torch.where(even, slot >= m - leaf_counts,
+                             slot < leaf_counts)
+    overlap = min(overlap, min(counts)) if L > 0 else 0
+    # even leaf: own slots, then the first slots of its right sibling;
+    # odd leaf: the last slots of its left sibling, then its own.
+    ones = torch.ones(2**L, overlap, dtype=torch.bool)
+    key_valid = torch.where(even, torch.cat([leaf_valid, ones], 1),
+                            torch.cat([ones, leaf_valid], 1))
+    if bool(key_valid.all()):
+        key_valid = None
+    return ClusterLayout(N, L, m, overlap, tuple(levels), leaf_valid,
+                         key_valid)
+
+
+@lru_cache(maxsize=256)
+def _cached_layout(num_tokens: int, cluster_size: int, overlap: int,
+                   device: torch.device) -> ClusterLayout:
+
+    def move(t):
+        return None if t is None else t.to(device)
+
+    layout = _build_layout(num_tokens, cluster_size, overlap)
+    return layout._replace(
+        levels=tuple(tuple(move(t) for t in lv) for lv in layout.levels),
+        leaf_valid=move(layout.leaf_valid),
+        key_valid=move(layout.key_valid))
+
+
+def cluster_layout(num_tokens: int, cluster_size: int, overlap: int,
+                   device: Union[str, torch.device]) -> ClusterLayout:
+    """The :class:`ClusterLayout` for ``num_tokens`` tokens on ``device``.
+
+    Layouts are cached (one LRU cache keyed by all four arguments).
+    """
+    return _cached_layout(num_tokens, cluster_size, overlap,
+                          torch.device(device))
+
+
+@torch.no_grad()
+def balanced_hierarchical_clustering(x: torch.Tensor,
+                                     cluster_size: int = 49,
+                                     num_iters: int = 2,
+                                     temperature: float = 100.,
+                                     overlap: int = 0) -> Tuple[torch.Tensor,
+                                                               ClusterLayout]:
+    """Balanced hierarchical clustering of token features.
+
+    Every level splits each group in two: centroids start as the means of
+    the first and second half of the group (in its current order), are
+    refined ``num_iters`` times with soft assignments
+    ``softmax(temperature * cos)``, and the group is sorted by
+    ``(cos(x, c1) + 1) / (cos(x, c2) + 1)``; the first half of the sorted
+    tokens forms the first child. See the module docstring for the layout
+    rule when ``N`` is not ``cluster_size * 2**L``. Runs without autocast,
+    in float32 for half-precision inputs.
+
+    Args:
+        x (Tensor): (B, N, d) features; each of the B rows is clustered
+            independently (fold heads into B).
+        cluster_size (int): target number of tokens per cluster.
+        num_iters (int): centroid refinement iterations per level.
+        temperature (float): softmax temperature of the soft assignments.
+        overlap (int): sibling tokens in every leaf's keys; only shapes
+            ``layout.key_valid``.
+
+    Returns:
+        tuple: ``order`` (B, 2**L, m) long, the token index held by every
+        slot of every leaf in leaf order (``-1`` for padding), and the
+        :class:`ClusterLayout`.
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        return _cluster(x, cluster_size, num_iters, temperature, overlap)
+
+
+def _split_ranks(q: torch.Tensor, inv_norm: torch.Tensor, level_layout,
+                 num_iters: int, temperature: float) -> torch.Tensor:
+    """Sorted ranks of one level's groups, in the slot layout of the level.
+
+    Args:
+        q (Tensor): (B, G, T, d) features of G groups of T slots each;
+            padding rows are zero.
+        inv_norm (Tensor): (B, G, 1, T) reciprocal feature norms.
+        level_layout (tuple): the level's ``(first, valid, src)`` of
+            :attr:`ClusterLayout.levels`.
+
+    Returns:
+        Tensor: (B, G, T) long, the slot within its group that every slot
+        of the split groups reads from.
+    """
+    first, valid, src = level_layout
+    B, G, T, _ = q.shape
+    qt = q.transpose(-1, -2)  # (B, G, d, T): row-vector products are fast
+    total = q.sum(2, keepdim=True)  # (B, G, 1, d); padding rows are 0
+    if src is None:  # no padding: the first half of every group
+        first_sum = q[:, :, :T // 2].sum(2, keepdim=True)
+    else:
+        first_sum = torch.matmul(first.to(q.dtype)[:, None], q)
+    # means of the two halves, up to a scale that normalising removes
+    c1 = F.normalize(first_sum, dim=-1)
+    c2 = F.normalize(total - first_sum, dim=-1)
+    scaled_inv_norm = inv_norm * temperature
+    for _ in range(num_iters):
+        # softmax over two centroids == sigmoid of the cosine difference
+        assign = torch.matmul(c1 - c2, qt).mul_(scaled_inv_norm).sigmoid_()
+        first_sum = torch.matmul(assign, q)  # (B, G, 1, d)
+        c1 = F.normalize(first_sum, dim=-1)
+        c2 = F.normalize(total - first_sum, dim=-1)
+    ratio = torch.matmul(c1, qt).mul_(inv_norm).add_(1).div_(
+        torch.matmul(c2, qt).mul_(inv_norm).add_(1)).view(B, G, T)
+    if src is not None:
+        big = torch.finfo(ratio.dtype).max
+        ratio = torch.nan_to_num(ratio, nan=big, posinf=big)
+        ratio = ratio.masked_fill(~valid, float('inf'))
+    perm = ratio.argsort(dim=-1, stable=True)
+    if src is not None:
+        perm = perm.gather(-1, src.expand(B, G, T))
+    return perm
+
+
+def _cluster(x, cluster_size, num_iters, temperature, overlap):
+    B, N, d = x.shape
+    layout = cluster_layout(N, cluster_size, overlap, x.device)
+    m, L = layout.leaf_size, layout.num_levels
+    Np = m * 2**L
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    # A zero row stands for padding: it adds nothing to any centroid.
+    feats = torch.cat([x, x.new_zeros(B, Np - N, d)], dim=1) if Np > N else x
+    order = torch.arange(Np, device=x.device).expand(B, Np)
+    if L == 0:
+        order = torch.where(order < N, order, -1)
+        return order.reshape(B, 1, m).contiguous(), layout
+    inv_norm = feats.norm(dim=-1).clamp_min(1e-12).reciprocal()
+    base = torch.arange(B, device=x.device)[:, None] * Np
+    for level, level_layout in enumerate(layout.levels):
+        G, T = 2**level, Np >> level
+        perm = _split_ranks(
+            feats.view(B, G, T, d), inv_norm.view(B, G, 1, T), level_layout,
+            num_iters, temperature)
+        perm = perm + (torch.arange(G, device=x.device) * T)[:, None]
+        perm = perm.view(B, Np)
+        order = order.gather(1, perm)
+        if level + 1 < L:  # the last level only needs the order
+            flat = (perm + base).view(-1)
+            feats = feats.reshape(B * Np, d).index_select(0, flat)
+            feats = feats.view(B, Np, d)
+            inv_norm = inv_norm.view(-1).index_select(0, flat).view(B, Np)
+    order = torch.where(order < N, order, -1)
+    return order.view(B, 2**L, m), layout
