@@ -1,13 +1,10 @@
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mmboat.models.layers import (FeatureSpaceLocalAttention,
-                                  balanced_hierarchical_clustering,
-                                  num_cluster_levels)
-from tests.conftest import reference_fixture
+from mmboat.models.layers import FeatureSpaceLocalAttention, num_cluster_levels
+from mmboat.models.layers.feature_space_attention import _slot_maps
+from tests.helpers import reference_fixture, rel_err
 
 
 def build(embed_dims=32, num_heads=2, seed=0, **kwargs):
@@ -37,7 +34,8 @@ def reference_fsla(m, x, hw):
                     n1 = (len(g) + 1) // 2
                     X = feats[g]
                     Xn = F.normalize(X, dim=-1)
-                    c = F.normalize(torch.stack([X[:n1].mean(0), X[n1:].mean(0)]), dim=-1)
+                    c = F.normalize(
+                        torch.stack([X[:n1].mean(0), X[n1:].mean(0)]), dim=-1)
                     for _ in range(m.num_iters):
                         a = torch.softmax(m.temperature * Xn @ c.T, dim=-1)
                         c = F.normalize(a.T @ X, dim=-1)
@@ -50,8 +48,10 @@ def reference_fsla(m, x, hw):
                 keys = list(g)
                 if L > 0:
                     sib = groups[j ^ 1]
-                    keys += sib[:o] if j % 2 == 0 else sib[max(0, len(sib) - o):]
-                att = torch.softmax(q[b, g, hd] @ k[b, keys, hd].T * m.scale, -1)
+                    keys += (sib[:o] if j % 2 == 0 else
+                             sib[max(0, len(sib) - o):])
+                att = torch.softmax(
+                    q[b, g, hd] @ k[b, keys, hd].T * m.scale, -1)
                 out[b, g, hd] = att @ v[b, keys, hd]
     out = out.reshape(B, N, C)
     H, W = hw
@@ -59,11 +59,8 @@ def reference_fsla(m, x, hw):
     return m.proj(out + lepe.flatten(2).transpose(1, 2))
 
 
-def rel_err(a, b):
-    return ((a - b).norm() / b.norm()).item()
-
-
-@pytest.mark.parametrize('name', ['fsla_module_swin.pth', 'fsla_module_cswin.pth'])
+@pytest.mark.parametrize('name',
+                         ['fsla_module_swin.pth', 'fsla_module_cswin.pth'])
 def test_parity_with_published_module(name):
     ref = torch.load(reference_fixture(name), weights_only=True)
     arch = ref['arch']
@@ -98,39 +95,6 @@ def test_matches_loop_reference_without_padding(hw, cluster_size, overlap):
     assert rel_err(out, ref) < 1e-12
 
 
-@pytest.mark.parametrize('N,S', [(3136, 49), (100, 49), (143, 49), (340, 49),
-                                 (49, 49), (10, 49), (1, 49), (66800, 49),
-                                 (37, 4)])
-def test_every_token_is_query_of_one_cluster(N, S):
-    torch.manual_seed(0)
-    x = torch.randn(3, N, 8)
-    order, layout = balanced_hierarchical_clustering(x, S)
-    L = num_cluster_levels(N, S)
-    assert L == (0 if N <= S else max(0, round(math.log2(N / S))))
-    assert order.shape == (3, 2**L, math.ceil(N / 2**L))
-    for row in order.view(3, -1):
-        real = row[row >= 0]
-        assert torch.equal(real.sort().values, torch.arange(N))
-    # leaves hold floor or ceil of N / 2**L real tokens; at most 2**L - 1 pads
-    sizes = (order >= 0).sum(-1)
-    assert set(sizes.unique().tolist()) <= {N // 2**L, math.ceil(N / 2**L)}
-    assert (order < 0).sum(-1).sum(-1).max() <= 2**L - 1
-    # the layout does not depend on the data
-    assert torch.equal(order < 0, (layout.leaf_valid == 0).expand_as(order))
-
-
-def test_clustering_groups_similar_tokens():
-    # two well separated blobs of 49 tokens each end up in separate clusters
-    torch.manual_seed(0)
-    a = torch.randn(49, 16) * 0.05 + torch.tensor([1.] + [0.] * 15)
-    b = torch.randn(49, 16) * 0.05 + torch.tensor([0., 1.] + [0.] * 14)
-    x = torch.cat([a, b])[torch.randperm(98)][None]
-    order, _ = balanced_hierarchical_clustering(x, 49)
-    labels = (x[0, :, 0] > 0.5).long()
-    for leaf in order[0]:
-        assert labels[leaf].unique().numel() == 1
-
-
 def test_batch_independence():
     m = build(32, 4)
     torch.manual_seed(2)
@@ -151,7 +115,9 @@ def test_single_cluster_is_global_attention_plus_lepe():
         q, k, v = m.qkv(x).view(2, 42, 3, 2, 16).permute(2, 0, 3, 1, 4)
         att = torch.softmax(q @ k.transpose(-1, -2) * 16**-0.5, -1) @ v
         att = att.transpose(1, 2).reshape(2, 42, 32)
-        lepe = m.get_v(v.transpose(1, 2).reshape(2, 42, 32).transpose(1, 2).reshape(2, 32, 6, 7))
+        lepe = m.get_v(
+            v.transpose(1, 2).reshape(2, 42, 32).transpose(1, 2).reshape(
+                2, 32, 6, 7))
         ref = m.proj(att + lepe.flatten(2).transpose(1, 2))
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
 
@@ -160,17 +126,22 @@ def test_single_cluster_is_global_attention_plus_lepe():
 def test_gradients_reach_all_parameters_and_gradcheck(hw):
     m = build(4, 2, cluster_size=4, overlap=2)
     torch.manual_seed(4)
-    x = torch.randn(2, hw[0] * hw[1], 4, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, hw[0] * hw[1], 4, dtype=torch.float64,
+                    requires_grad=True)
     params = dict(m.named_parameters())
 
     def f(x, *values):
-        return torch.func.functional_call(m, dict(zip(params, values)), (x, hw))
+        return torch.func.functional_call(m, dict(zip(params, values)),
+                                          (x, hw))
 
-    assert torch.autograd.gradcheck(f, (x, *params.values()), eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradcheck(f, (x, *params.values()), eps=1e-6,
+                                    atol=1e-5)
     m.zero_grad()
     m(x, hw).square().sum().backward()
-    for name in ('qkv.weight', 'qkv.bias', 'proj.weight', 'get_v.weight', 'get_v.bias'):
-        assert params[name].grad is not None and params[name].grad.abs().sum() > 0, name
+    for name in ('qkv.weight', 'qkv.bias', 'proj.weight', 'get_v.weight',
+                 'get_v.bias'):
+        assert params[name].grad is not None and params[name].grad.abs().sum(
+        ) > 0, name
 
 
 def test_repeated_runs_are_identical():
@@ -211,3 +182,32 @@ def test_wrong_grid_raises():
     m = build(32, 2)
     with pytest.raises(ValueError, match='hw_shape'):
         m(torch.randn(1, 50, 32, dtype=torch.float64), (7, 7))
+
+
+@pytest.mark.parametrize('hw', [(14, 14), (13, 11), (6, 7)])
+def test_slot_maps_are_inverse_row_maps(hw):
+    m = build(32, 4)
+    torch.manual_seed(5)
+    N = hw[0] * hw[1]
+    x = torch.randn(2, N, 32, dtype=torch.float64)
+    with torch.no_grad():
+        order, _ = m._cluster_queries(m._project_qkv(x))
+    maps = _slot_maps(order, N, 4)
+    rows = torch.arange(2 * N * 4)
+    assert torch.equal(maps.token_of_slot[maps.slot_of_token], rows)
+    real = (order >= 0).view(-1)
+    assert (maps.real_slots is None) == bool(real.all())
+    slots = torch.arange(real.numel())[real]
+    assert torch.equal(maps.slot_of_token[maps.token_of_slot[slots]], slots)
+
+
+def test_lepe_is_get_v_on_the_values_in_image_order():
+    m = build(32, 2)
+    torch.manual_seed(6)
+    x = torch.randn(2, 6 * 7, 32, dtype=torch.float64)
+    with torch.no_grad():
+        out = m._lepe(m._project_qkv(x), (6, 7))
+        v = m.qkv(x).view(2, 42, 3, 32)[:, :, 2]
+        ref = m.get_v(v.transpose(1, 2).reshape(2, 32, 6, 7))
+    torch.testing.assert_close(out, ref.flatten(2).transpose(1, 2),
+                               rtol=1e-12, atol=1e-12)
