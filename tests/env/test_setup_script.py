@@ -2,14 +2,14 @@
 prerequisite is missing."""
 import os
 import subprocess
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO_ROOT
 
 
 def run_setup(**env):
-    return subprocess.run(['bash', str(REPO / 'tools' / 'setup_env.sh')],
-                          cwd=REPO, capture_output=True, text=True,
+    script = REPO_ROOT / 'tools' / 'setup_env.sh'
+    return subprocess.run(['bash', str(script)],
+                          cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=600, env={**os.environ, **env})
 
 

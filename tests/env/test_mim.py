@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO_ROOT
+
 CONFIG = 'boat_swin/mask-rcnn_boat-swin-t_fpn_1x_coco.py'
 MIM = Path(sys.executable).parent / 'mim'
 
@@ -66,7 +67,7 @@ def load(tmp_path, pythonpath=None):
     """Load the user's child and missing configs; their results."""
     folder = user_project(tmp_path, child=CHILD, missing=MISSING)
     proc = subprocess.run(
-        [sys.executable, '-c', LOAD, REPO / 'configs' / CONFIG,
+        [sys.executable, '-c', LOAD, REPO_ROOT / 'configs' / CONFIG,
          folder / 'child.py', folder / 'missing.py'],
         cwd=tmp_path, env=env_with(pythonpath), capture_output=True,
         text=True, timeout=300)
@@ -108,10 +109,10 @@ def installed_mmboat(tmp_path_factory):
     src = root / 'src'
     src.mkdir()
     for name in ('setup.py', 'MANIFEST.in', 'README.md'):
-        shutil.copy(REPO / name, src / name)
+        shutil.copy(REPO_ROOT / name, src / name)
     ignore = shutil.ignore_patterns('.mim', '__pycache__', '*.pyc')
     for name in ('requirements', 'mmboat', 'configs', 'tools'):
-        shutil.copytree(REPO / name, src / name, ignore=ignore)
+        shutil.copytree(REPO_ROOT / name, src / name, ignore=ignore)
     subprocess.run([sys.executable, 'setup.py', '-q', 'sdist', '-d', 'dist'],
                    cwd=src, check=True, capture_output=True)
     sdist, = (src / 'dist').glob('mmboat-*.tar.gz')
@@ -125,21 +126,21 @@ def installed_mmboat(tmp_path_factory):
 
 
 def test_editable_install_inherits_live_config(tmp_path):
-    base = check(tmp_path, REPO / 'mmboat')
+    base = check(tmp_path, REPO_ROOT / 'mmboat')
     # the editable install links the repository's configs
-    assert base.resolve() == REPO / 'configs' / CONFIG
+    assert base.resolve() == REPO_ROOT / 'configs' / CONFIG
 
 
 def test_installed_package_inherits_its_copy(tmp_path, installed_mmboat):
     base = check(tmp_path, installed_mmboat / 'mmboat', installed_mmboat)
     assert not base.is_symlink()
-    assert base.read_text() == (REPO / 'configs' / CONFIG).read_text()
+    assert base.read_text() == (REPO_ROOT / 'configs' / CONFIG).read_text()
 
 
 def test_checkout_without_install_says_how_to_install(tmp_path):
     # mmboat imported from a copy of the package that pip never installed
     ignore = shutil.ignore_patterns('.mim', '__pycache__', '*.pyc')
-    shutil.copytree(REPO / 'mmboat', tmp_path / 'src' / 'mmboat',
+    shutil.copytree(REPO_ROOT / 'mmboat', tmp_path / 'src' / 'mmboat',
                     ignore=ignore)
     folder, child, _ = load(tmp_path, tmp_path / 'src')
     assert child == dict(error=(
