@@ -8,5 +8,4 @@
 _base_ = './boat-cswin-t_16xb64_in1k.py'
 
 model = dict(
-    backbone=dict(arch='base', drop_path_rate=0.5),
-    head=dict(in_channels=768))
+    backbone=dict(arch='base', drop_path_rate=0.5), head=dict(in_channels=768))

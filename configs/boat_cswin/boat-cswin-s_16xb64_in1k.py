@@ -7,5 +7,4 @@
 #       checkpoints/boat-cswin-s_in1k_mmboat.pth
 _base_ = './boat-cswin-t_16xb64_in1k.py'
 
-model = dict(
-    backbone=dict(arch='small', drop_path_rate=0.4))
+model = dict(backbone=dict(arch='small', drop_path_rate=0.4))

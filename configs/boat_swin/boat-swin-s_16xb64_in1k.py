@@ -7,5 +7,4 @@
 #       checkpoints/boat-swin-s_in1k_mmboat.pth
 _base_ = './boat-swin-t_16xb64_in1k.py'
 
-model = dict(
-    backbone=dict(arch='small', drop_path_rate=0.3))
+model = dict(backbone=dict(arch='small', drop_path_rate=0.3))

@@ -7,7 +7,10 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type='BOATCSWinTransformer',
-        arch=dict(embed_dims=16, depths=(1, 2, 2, 1),
-                  num_heads=(2, 4, 8, 16), split_sizes=(1, 2, 7, 7)),
+        arch=dict(
+            embed_dims=16,
+            depths=(1, 2, 2, 1),
+            num_heads=(2, 4, 8, 16),
+            split_sizes=(1, 2, 7, 7)),
         drop_path_rate=0.1,
         out_indices=(3, )))

@@ -9,8 +9,11 @@ _base_ = '../boat_swin/boat-swin-t_16xb64_in1k.py'
 num_classes = 4
 model = dict(
     backbone=dict(
-        arch=dict(_delete_=True, embed_dims=16, depths=(2, 2, 2, 2),
-                  num_heads=(1, 2, 4, 8)),
+        arch=dict(
+            _delete_=True,
+            embed_dims=16,
+            depths=(2, 2, 2, 2),
+            num_heads=(1, 2, 4, 8)),
         drop_path_rate=0.1),
     head=dict(in_channels=128, num_classes=num_classes),
     train_cfg=None)
@@ -32,15 +35,23 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=32,
     num_workers=1,
-    dataset=dict(_delete_=True, type=dataset_type, data_root=data_root,
-                 data_prefix='train', metainfo=metainfo,
-                 pipeline=train_pipeline))
+    dataset=dict(
+        _delete_=True,
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix='train',
+        metainfo=metainfo,
+        pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=32,
     num_workers=1,
-    dataset=dict(_delete_=True, type=dataset_type, data_root=data_root,
-                 data_prefix='val', metainfo=metainfo,
-                 pipeline=test_pipeline))
+    dataset=dict(
+        _delete_=True,
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix='val',
+        metainfo=metainfo,
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
@@ -49,10 +60,19 @@ test_evaluator = val_evaluator
 max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0, end=1,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=1,
-         end=max_epochs)
+    dict(
+        type='LinearLR',
+        start_factor=0.01,
+        by_epoch=True,
+        begin=0,
+        end=1,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=1,
+        end=max_epochs)
 ]
 optim_wrapper = dict(optimizer=dict(lr=3e-4))
 default_hooks = dict(

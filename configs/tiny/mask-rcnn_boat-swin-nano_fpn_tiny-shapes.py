@@ -8,8 +8,11 @@ _base_ = '../boat_swin/mask-rcnn_boat-swin-t_fpn_1x_coco.py'
 channels = 64
 model = dict(
     backbone=dict(
-        arch=dict(_delete_=True, embed_dims=32, depths=(2, 2, 2, 2),
-                  num_heads=(1, 2, 4, 8)),
+        arch=dict(
+            _delete_=True,
+            embed_dims=32,
+            depths=(2, 2, 2, 2),
+            num_heads=(1, 2, 4, 8)),
         drop_path_rate=0.1,
         init_cfg=None),
     neck=dict(in_channels=[32, 64, 128, 256], out_channels=channels),
@@ -18,20 +21,17 @@ model = dict(
         # torchvision's RoIAlign: the same computation as mmcv's, 2-7x
         # faster on the CPU
         bbox_roi_extractor=dict(
-            out_channels=channels,
-            roi_layer=dict(use_torchvision=True)),
-        bbox_head=dict(in_channels=channels, fc_out_channels=256,
-                       num_classes=4),
+            out_channels=channels, roi_layer=dict(use_torchvision=True)),
+        bbox_head=dict(
+            in_channels=channels, fc_out_channels=256, num_classes=4),
         mask_roi_extractor=dict(
-            out_channels=channels,
-            roi_layer=dict(use_torchvision=True)),
-        mask_head=dict(in_channels=channels, conv_out_channels=channels,
-                       num_classes=4)),
+            out_channels=channels, roi_layer=dict(use_torchvision=True)),
+        mask_head=dict(
+            in_channels=channels, conv_out_channels=channels, num_classes=4)),
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=1000, max_per_img=300),
         rcnn=dict(sampler=dict(num=128))),
-    test_cfg=dict(
-        rpn=dict(nms_pre=500, max_per_img=300)))
+    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300)))
 
 # ----------------------------------------------------------------- data
 data_root = 'data/tiny_shapes/coco/'
@@ -50,9 +50,10 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor')),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor')),
 ]
 train_dataloader = dict(
     batch_size=4,
@@ -80,10 +81,14 @@ test_evaluator = val_evaluator
 max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=100),
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True,
-         milestones=[9, 11], gamma=0.1)
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_epochs,
+        by_epoch=True,
+        milestones=[9, 11],
+        gamma=0.1)
 ]
 optim_wrapper = dict(optimizer=dict(lr=3e-4))
 default_hooks = dict(

@@ -10,14 +10,16 @@ num_classes = 5
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(
-        arch=dict(_delete_=True, embed_dims=32, depths=(2, 2, 2, 2),
-                  num_heads=(1, 2, 4, 8)),
+        arch=dict(
+            _delete_=True,
+            embed_dims=32,
+            depths=(2, 2, 2, 2),
+            num_heads=(1, 2, 4, 8)),
         drop_path_rate=0.1,
         init_cfg=None),
-    decode_head=dict(in_channels=[32, 64, 128, 256], channels=64,
-                     num_classes=num_classes),
-    auxiliary_head=dict(in_channels=128, channels=32,
-                        num_classes=num_classes))
+    decode_head=dict(
+        in_channels=[32, 64, 128, 256], channels=64, num_classes=num_classes),
+    auxiliary_head=dict(in_channels=128, channels=32, num_classes=num_classes))
 
 # ----------------------------------------------------------------- data
 dataset_type = 'BaseSegDataset'
@@ -29,8 +31,11 @@ metainfo = dict(
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=False),
-    dict(type='RandomResize', scale=crop_size, ratio_range=(0.75, 1.5),
-         keep_ratio=True),
+    dict(
+        type='RandomResize',
+        scale=crop_size,
+        ratio_range=(0.75, 1.5),
+        keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
@@ -42,16 +47,20 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=False),
     dict(type='PackSegInputs'),
 ]
-dataset = dict(type=dataset_type, data_root=data_root, metainfo=metainfo,
-               img_suffix='.jpg', seg_map_suffix='.png',
-               reduce_zero_label=False)
+dataset = dict(
+    type=dataset_type,
+    data_root=data_root,
+    metainfo=metainfo,
+    img_suffix='.jpg',
+    seg_map_suffix='.png',
+    reduce_zero_label=False)
 train_dataloader = dict(
     batch_size=8,
     num_workers=1,
     dataset=dict(
         _delete_=True,
-        data_prefix=dict(img_path='images/training',
-                         seg_map_path='annotations/training'),
+        data_prefix=dict(
+            img_path='images/training', seg_map_path='annotations/training'),
         pipeline=train_pipeline,
         **dataset))
 val_dataloader = dict(
@@ -59,8 +68,9 @@ val_dataloader = dict(
     num_workers=1,
     dataset=dict(
         _delete_=True,
-        data_prefix=dict(img_path='images/validation',
-                         seg_map_path='annotations/validation'),
+        data_prefix=dict(
+            img_path='images/validation',
+            seg_map_path='annotations/validation'),
         pipeline=test_pipeline,
         **dataset))
 test_dataloader = val_dataloader
@@ -69,10 +79,14 @@ test_dataloader = val_dataloader
 max_iters = 1000
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=50),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=50, end=max_iters,
-         by_epoch=False)
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=1.0,
+        begin=50,
+        end=max_iters,
+        by_epoch=False)
 ]
 optim_wrapper = dict(optimizer=dict(lr=3e-4))
 default_hooks = dict(
