@@ -35,8 +35,8 @@ CLASSES = ('circle', 'rectangle', 'star', 'triangle')
 PALETTE = [(220, 20, 60), (0, 130, 230), (250, 170, 30), (20, 180, 80)]
 METAINFO = dict(
     det=dict(classes=CLASSES, palette=PALETTE),
-    seg=dict(classes=('background', ) + CLASSES,
-             palette=[(0, 0, 0)] + PALETTE),
+    seg=dict(
+        classes=('background', ) + CLASSES, palette=[(0, 0, 0)] + PALETTE),
     cls=dict(classes=CLASSES))
 
 # (images, image side) per split; sized so that a tiny model trains on a
@@ -45,8 +45,8 @@ DEFAULT_SIZES = dict(
     det=dict(train=(256, 128), val=(64, 128)),
     seg=dict(train=(256, 128), val=(64, 128)),
     cls=dict(train=(2400, 64), val=(400, 64)))
-MAX_OBJECTS = 5          # per detection / segmentation image
-MIN_VISIBLE = 0.6        # fraction of an instance left visible by occlusion
+MAX_OBJECTS = 5  # per detection / segmentation image
+MIN_VISIBLE = 0.6  # fraction of an instance left visible by occlusion
 
 
 # ---------------------------------------------------------------- drawing
@@ -57,8 +57,9 @@ def _background(rng: np.random.Generator, side: int) -> np.ndarray:
     yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
     if kind == 0:  # blurred colour noise
         noise = rng.uniform(0, 255, (side // 8 + 1, side // 8 + 1, 3))
-        img = cv2.resize(noise.astype(np.float32), (side, side),
-                         interpolation=cv2.INTER_CUBIC)
+        img = cv2.resize(
+            noise.astype(np.float32), (side, side),
+            interpolation=cv2.INTER_CUBIC)
     elif kind == 1:  # stripes at a random angle and period
         angle = rng.uniform(0, np.pi)
         period = rng.uniform(0.08, 0.3)
@@ -92,14 +93,15 @@ def _shape_polygon(rng: np.random.Generator, label: int,
         radii = np.full(4, radius)
     elif name == 'star':
         angles = np.linspace(0, 2 * np.pi, 10, endpoint=False) + rot
-        radii = np.where(np.arange(10) % 2 == 0, radius,
-                         radius * rng.uniform(0.38, 0.5))
+        radii = np.where(
+            np.arange(10) % 2 == 0, radius, radius * rng.uniform(0.38, 0.5))
     else:  # triangle
         angles = np.array([0, 2 * np.pi / 3, 4 * np.pi / 3]) + rot
         angles = angles + rng.uniform(-0.25, 0.25, 3)
         radii = np.full(3, radius)
-    return np.stack([centre[0] + radii * np.cos(angles),
-                     centre[1] + radii * np.sin(angles)], axis=1)
+    xs = centre[0] + radii * np.cos(angles)
+    ys = centre[1] + radii * np.sin(angles)
+    return np.stack([xs, ys], axis=1)
 
 
 def _fill(polygon: np.ndarray, side: int) -> np.ndarray:
@@ -129,12 +131,16 @@ def _visible_polygons(mask: np.ndarray) -> List[List[float]]:
     Traced on the mask upsampled 2x, so that the outline runs along pixel
     edges: pycocotools turns the polygons back into exactly ``mask``.
     """
-    up = cv2.resize(mask.astype(np.uint8), None, fx=2, fy=2,
-                    interpolation=cv2.INTER_NEAREST)
+    up = cv2.resize(
+        mask.astype(np.uint8),
+        None,
+        fx=2,
+        fy=2,
+        interpolation=cv2.INTER_NEAREST)
     contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL,
                                    cv2.CHAIN_APPROX_SIMPLE)
-    return [((c.reshape(-1, 2) + 0.5) / 2).ravel().tolist()
-            for c in contours if len(c) >= 3]
+    return [((c.reshape(-1, 2) + 0.5) / 2).ravel().tolist() for c in contours
+            if len(c) >= 3]
 
 
 def draw_scene(rng: np.random.Generator, side: int,
@@ -193,18 +199,27 @@ def _write_coco(root: str, split: str, rng: np.random.Generator, num: int,
                 continue
             x0, y0 = float(xs.min()), float(ys.min())
             annotations.append(
-                dict(id=len(annotations) + 1, image_id=i,
-                     category_id=obj['label'] + 1,
-                     bbox=[x0, y0, float(xs.max()) + 1 - x0,
-                           float(ys.max()) + 1 - y0],
-                     area=float(obj['mask'].sum()), segmentation=polys,
-                     iscrowd=0))
-    categories = [dict(id=k + 1, name=c, supercategory='shape')
-                  for k, c in enumerate(CLASSES)]
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=i,
+                    category_id=obj['label'] + 1,
+                    bbox=[
+                        x0, y0,
+                        float(xs.max()) + 1 - x0,
+                        float(ys.max()) + 1 - y0
+                    ],
+                    area=float(obj['mask'].sum()),
+                    segmentation=polys,
+                    iscrowd=0))
+    categories = [
+        dict(id=k + 1, name=c, supercategory='shape')
+        for k, c in enumerate(CLASSES)
+    ]
     with open(osp.join(root, 'annotations', f'instances_{split}.json'),
               'w') as f:
-        json.dump(dict(images=images, annotations=annotations,
-                       categories=categories), f)
+        coco = dict(
+            images=images, annotations=annotations, categories=categories)
+        json.dump(coco, f)
 
 
 def _write_ade(root: str, split: str, rng: np.random.Generator, num: int,
@@ -219,13 +234,13 @@ def _write_ade(root: str, split: str, rng: np.random.Generator, num: int,
         label_map = np.zeros((side, side), np.uint8)
         for obj in objects:
             label_map[obj['mask']] = obj['label'] + 1
-        Image.fromarray(img).save(osp.join(img_dir, f'{i:06d}.jpg'),
-                                  quality=95)
+        Image.fromarray(img).save(
+            osp.join(img_dir, f'{i:06d}.jpg'), quality=95)
         Image.fromarray(label_map).save(osp.join(ann_dir, f'{i:06d}.png'))
 
 
-def _write_imagenet(root: str, split: str, rng: np.random.Generator,
-                    num: int, side: int) -> None:
+def _write_imagenet(root: str, split: str, rng: np.random.Generator, num: int,
+                    side: int) -> None:
     for c in CLASSES:
         os.makedirs(osp.join(root, split, c), exist_ok=True)
     for i in range(num):
@@ -276,8 +291,7 @@ def make_tiny_datasets(out_dir: str = 'data/tiny_shapes',
         for k, (split, key) in enumerate(zip(splits, ('train', 'val'))):
             num, side = sizes[task][key]
             # one independent stream per (task, split)
-            rng = np.random.default_rng(
-                [seed, sorted(WRITERS).index(task), k])
+            rng = np.random.default_rng([seed, sorted(WRITERS).index(task), k])
             writer(root, split, rng, num, side)
         written[task] = root
     return written
