@@ -3,11 +3,11 @@ import os.path as osp
 import shutil
 import sys
 import warnings
-
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 HERE = osp.dirname(osp.abspath(__file__))
+README = osp.join(HERE, 'README.md')
 
 # What OpenMMLab's tools look for in ``<package>/.mim/``: a config's
 # ``_base_ = 'mmboat::boat_swin/x.py'`` is ``mmboat/.mim/configs/boat_swin/
@@ -73,8 +73,7 @@ setup(
     version=get_version(),
     description='BOAT (Bilateral lOcal Attention vision Transformer) for '
     'OpenMMLab: backbones for mmdet, mmsegmentation and mmpretrain',
-    long_description=open(osp.join(HERE, 'README.md')).read()
-    if osp.exists(osp.join(HERE, 'README.md')) else '',
+    long_description=open(README).read() if osp.exists(README) else '',
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     cmdclass={'build_py': BuildPyWithMim},

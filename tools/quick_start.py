@@ -41,19 +41,30 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Train, evaluate and draw a tiny BOAT model on the '
         'embedded tiny-shapes data')
-    parser.add_argument('task', nargs='?', default='det',
-                        choices=sorted(CONFIGS),
-                        help='det: Mask R-CNN, seg: UperNet, '
-                        'cls: ImageClassifier (default: %(default)s)')
-    parser.add_argument('--backbone', default='swin',
-                        choices=['swin', 'cswin'],
-                        help='BOAT-Swin or BOAT-CSWin (default: %(default)s)')
-    parser.add_argument('--data-root', default='data/tiny_shapes',
-                        help='where the tiny-shapes data is, or is written')
-    parser.add_argument('--work-dir', default='work_dirs/quick_start',
-                        help='where the runs go (default: %(default)s)')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        'task',
+        nargs='?',
+        default='det',
+        choices=sorted(CONFIGS),
+        help='det: Mask R-CNN, seg: UperNet, '
+        'cls: ImageClassifier (default: %(default)s)')
+    parser.add_argument(
+        '--backbone',
+        default='swin',
+        choices=['swin', 'cswin'],
+        help='BOAT-Swin or BOAT-CSWin (default: %(default)s)')
+    parser.add_argument(
+        '--data-root',
+        default='data/tiny_shapes',
+        help='where the tiny-shapes data is, or is written')
+    parser.add_argument(
+        '--work-dir',
+        default='work_dirs/quick_start',
+        help='where the runs go (default: %(default)s)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override settings of the tiny config, e.g. '
         'train_cfg.max_epochs=2')
     return parser.parse_args(argv)
@@ -67,8 +78,8 @@ def tiny_config(task: str, backbone: str, data_root: str,
     default_root = 'data/tiny_shapes'
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dataset = cfg[key].dataset
-        dataset.data_root = dataset.data_root.replace(default_root,
-                                                      data_root, 1)
+        root = dataset.data_root
+        dataset.data_root = root.replace(default_root, data_root, 1)
     for key in ('val_evaluator', 'test_evaluator'):
         if 'ann_file' in cfg[key]:
             cfg[key].ann_file = cfg[key].ann_file.replace(
@@ -84,8 +95,7 @@ def main(argv=None):
         print(f'[quick start] writing the tiny-shapes {args.task} data to '
               f'{args.data_root}')
         make_tiny_datasets(args.data_root, tasks=[args.task])
-    cfg = tiny_config(args.task, args.backbone, args.data_root,
-                      args.work_dir)
+    cfg = tiny_config(args.task, args.backbone, args.data_root, args.work_dir)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
 
@@ -107,14 +117,14 @@ def main(argv=None):
 
     image = osp.join(args.data_root, VAL_IMAGES[args.task])
     print(f'[quick start] drawing the predictions on {image}')
-    pictures, _ = visualize(image, cfg, weights=checkpoint,
-                            out_dir=cfg.work_dir)
+    pictures, _ = visualize(
+        image, cfg, weights=checkpoint, out_dir=cfg.work_dir)
 
     minutes = (time.perf_counter() - start) / 60
     print(f'\n[quick start] done in {minutes:.1f} min')
     for name, value in metrics.items():
-        print(f'  {name}: {value:.4f}' if isinstance(value, float) else
-              f'  {name}: {value}')
+        print(f'  {name}: {value:.4f}'
+              if isinstance(value, float) else f'  {name}: {value}')
     print(f'  metrics: {metrics_file}')
     print(f'  picture: {pictures[0]}')
 

@@ -1,9 +1,10 @@
 """Train a model from a config of mmdet, mmsegmentation or mmpretrain that
 uses mmboat modules.
 
-    python tools/train.py configs/boat_swin/mask-rcnn_boat-swin-t_fpn_1x_coco.py
-    python tools/train.py CONFIG --resume            # from the latest checkpoint
-    python tools/train.py CONFIG --amp --cfg-options train_dataloader.batch_size=2
+    # CONFIG: e.g. configs/boat_swin/mask-rcnn_boat-swin-t_fpn_1x_coco.py
+    python tools/train.py CONFIG
+    python tools/train.py CONFIG --resume    # from the latest checkpoint
+    python tools/train.py CONFIG --amp --cfg-options key=value ...
 
 The config's ``default_scope`` (mmdet / mmseg / mmpretrain) selects the
 library whose datasets, models and metrics are used; importing mmboat

@@ -26,8 +26,7 @@ import mmboat  # noqa: F401  (registers the mmboat modules)
 
 #: ``default_scope`` of a config -> task name
 TASKS = {'mmdet': 'det', 'mmseg': 'seg', 'mmpretrain': 'cls'}
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
-                    '.webp')
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 #: classification pictures of smaller images are upscaled to this short
 #: side, so that the drawn class names stay readable
 MIN_CLS_PICTURE_SIDE = 224
@@ -272,10 +271,10 @@ def visualize(inputs: Union[PathLike, Sequence[PathLike]],
         for image, sample in zip(images, samples):
             with Image.open(image) as img:
                 short_side = min(img.size)
-            inferencer.visualize(
-                [image], [sample],
-                show_dir=vis_dir,
-                resize=MIN_CLS_PICTURE_SIDE
-                if short_side < MIN_CLS_PICTURE_SIDE else None)
+            resize = MIN_CLS_PICTURE_SIDE \
+                if short_side < MIN_CLS_PICTURE_SIDE else None
+            inferencer.visualize([image], [sample],
+                                 show_dir=vis_dir,
+                                 resize=resize)
         predictions = inferencer.postprocess(samples, None)
     return paths, predictions

@@ -96,8 +96,10 @@ _ALLOWED = {
     torch._utils._rebuild_parameter_with_state,
     ('torch', 'Size'): torch.Size,
     ('torch', 'device'): torch.device,
-    **{tuple(name.rsplit('.', 1)): obj
-       for obj, name in numpy_safe_globals()},
+    **{
+        tuple(name.rsplit('.', 1)): obj
+        for obj, name in numpy_safe_globals()
+    },
 }
 _TORCH_DTYPES = {
     name
@@ -193,14 +195,13 @@ PUBLISHED_CHECKPOINTS = {
 }
 
 
-def published_checkpoint(backbone: torch.nn.Module
-                         ) -> Optional[Tuple[str, str]]:
+def published_checkpoint(
+        backbone: torch.nn.Module) -> Optional[Tuple[str, str]]:
     """(model name, file name) of the published checkpoint with the
     architecture of ``backbone``, or None when no release has it."""
     cls = type(backbone)
     arch = getattr(backbone, 'arch', None)
-    for preset, release in PUBLISHED_CHECKPOINTS.get(cls.__name__,
-                                                     {}).items():
+    for preset, release in PUBLISHED_CHECKPOINTS.get(cls.__name__, {}).items():
         expected = cls.parse_arch(preset)
         if not isinstance(arch, dict):
             arch = {k: getattr(backbone, k, None) for k in expected}
@@ -270,6 +271,9 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str,
             for k, v in state_dict.items()
             if not k.startswith(('head.', 'neck.'))
         }
+    upgrade = getattr(backbone, 'upgrade_state_dict', None)
+    if upgrade is not None:  # keys written by older versions of the model
+        upgrade(state_dict)
     own = backbone.state_dict()
     is_output_norm = re.compile(r'norm\d+\.').match
     missing = [k for k in own if k not in state_dict]
@@ -290,15 +294,15 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str,
             key_report('shape mismatches', mismatched) +
             'Check arch and fsla_blocks against the checkpoint (its meta '
             'says how it was converted).')
-    backbone.load_state_dict(
-        {k: v for k, v in state_dict.items() if k in own}, strict=False)
+    ours = {k: v for k, v in state_dict.items() if k in own}
+    backbone.load_state_dict(ours, strict=False)
 
     def norms(keys):
         return sorted({k.split('.')[0] for k in keys})
 
     print_log(
-        f'{name}: loaded {len(state_dict) - len(unused)} tensors from {path}'
-        + (f'; output norms not in the checkpoint start fresh: '
-           f'{norms(fresh)}' if fresh else '') +
+        f'{name}: loaded {len(state_dict) - len(unused)} tensors from {path}' +
+        (f'; output norms not in the checkpoint start fresh: '
+         f'{norms(fresh)}' if fresh else '') +
         (f'; unused output norms: {norms(unused)}' if unused else ''),
         logger='current')

@@ -61,7 +61,9 @@ def use_cpu_distributed(cfg: Config, training: bool) -> None:
         if num_sync_bn:
             note = f' ({num_sync_bn} SyncBN norm configs set to BN)'
     if torch_dist.get_rank() == 0:
-        print(f'[mmboat] no CUDA GPU visible: the '
-              f'{torch_dist.get_world_size()} processes '
-              f'{"train" if training else "test"} on the CPU with the gloo '
-              f'backend{note}', flush=True)
+        print(
+            f'[mmboat] no CUDA GPU visible: the '
+            f'{torch_dist.get_world_size()} processes '
+            f'{"train" if training else "test"} on the CPU with the gloo '
+            f'backend{note}',
+            flush=True)

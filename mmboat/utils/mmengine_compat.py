@@ -77,9 +77,10 @@ def load_local_checkpoint(filename, map_location=None):
 
 
 def register_checkpoint_loader():
-    """Make MMEngine load local checkpoints with :func:`load_local_checkpoint`."""
-    CheckpointLoader.register_scheme(prefixes='', force=True)(
-        load_local_checkpoint)
+    """Make MMEngine load local checkpoints with
+    :func:`load_local_checkpoint`."""
+    register = CheckpointLoader.register_scheme(prefixes='', force=True)
+    register(load_local_checkpoint)
 
 
 def register_config_package():

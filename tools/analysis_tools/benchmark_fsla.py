@@ -6,7 +6,7 @@ with window 7, no shift) in the same process, interleaved, and prints their
 forward and forward+backward times and the ratio FSLA / W-MSA. Report
 ratios: absolute times on shared machines are noisy.
 
-    python tools/analysis_tools/benchmark_fsla.py                  # 224 and 800x1333
+    python tools/analysis_tools/benchmark_fsla.py    # 224 and 800x1333
     python tools/analysis_tools/benchmark_fsla.py --sizes 224x224 --batch 8
     python tools/analysis_tools/benchmark_fsla.py --device cuda --amp bf16
 """
@@ -70,17 +70,27 @@ def bench_pair(layers, x, hw, repeats, backward, device, amp):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
-    parser.add_argument('--sizes', nargs='+', default=['224x224', '800x1333'],
-                        help='input image sizes HxW')
-    parser.add_argument('--batch', type=int, nargs='+', default=None,
-                        help='batch size per input size (default: 8 for '
-                        'inputs up to 224x224, 1 for larger ones)')
+    parser.add_argument(
+        '--sizes',
+        nargs='+',
+        default=['224x224', '800x1333'],
+        help='input image sizes HxW')
+    parser.add_argument(
+        '--batch',
+        type=int,
+        nargs='+',
+        default=None,
+        help='batch size per input size (default: 8 for '
+        'inputs up to 224x224, 1 for larger ones)')
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--stages', type=int, nargs='+', default=[0, 1, 2, 3])
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--amp', choices=['bf16', 'fp16'], default=None)
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch CPU threads (default: torch default)')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch CPU threads (default: torch default)')
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

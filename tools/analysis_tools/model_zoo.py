@@ -61,7 +61,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None,
+def sdpa_flop(query_shape,
+              key_shape,
+              value_shape,
+              *args,
+              out_shape=None,
               **kwargs):
     """FLOPs of CPU flash attention: q @ k^T and attn @ v (2 per MAC)."""
     *batch, q_len, head_dims = query_shape
@@ -92,9 +96,13 @@ def standard_forward(model, scope, hw):
     if scope != 'mmdet':
         return lambda: model(inputs, mode='tensor')
     from mmdet.structures import DetDataSample
-    sample = DetDataSample(metainfo=dict(
-        img_shape=hw, ori_shape=hw, pad_shape=hw, batch_input_shape=hw,
-        scale_factor=(1., 1.)))
+    sample = DetDataSample(
+        metainfo=dict(
+            img_shape=hw,
+            ori_shape=hw,
+            pad_shape=hw,
+            batch_input_shape=hw,
+            scale_factor=(1., 1.)))
     return lambda: model(inputs, [sample], mode='tensor')
 
 
@@ -111,8 +119,8 @@ def published_source(cfg, model):
         return None
     init_cfg = cfg.model.backbone.get('init_cfg') or {}
     # a classifier has no init_cfg: the published file is the model itself
-    target = init_cfg.get(
-        'checkpoint', f'checkpoints/{release[0].lower()}_in1k_mmboat.pth')
+    target = init_cfg.get('checkpoint',
+                          f'checkpoints/{release[0].lower()}_in1k_mmboat.pth')
     return release[1], release[0], target, converter
 
 
@@ -140,8 +148,12 @@ def measure(cfg):
     task, hw = TASKS[cfg.default_scope]
     params = sum(p.numel() for p in model.parameters())
     macs = count_flops(standard_forward(model, cfg.default_scope, hw))
-    return dict(task=task, hw=hw, params=params, macs=macs,
-                source=published_source(cfg, model))
+    return dict(
+        task=task,
+        hw=hw,
+        params=params,
+        macs=macs,
+        source=published_source(cfg, model))
 
 
 def zoo_order(path):
@@ -186,8 +198,10 @@ def zoo_rows(configs, cfg_options):
         if not path.is_file():
             raise SystemExit(f'error: config not found: {path}')
         start = time.perf_counter()
-        print(f'[{i}/{len(configs)}] {path.name}: measuring', file=sys.stderr,
-              flush=True)
+        print(
+            f'[{i}/{len(configs)}] {path.name}: measuring',
+            file=sys.stderr,
+            flush=True)
         cfg = load_config(path, cfg_options)
         # configs differing only in schedule / data share one measurement
         key = (cfg.default_scope, repr(cfg.model.to_dict()))
@@ -195,20 +209,22 @@ def zoo_rows(configs, cfg_options):
             measured[key] = measure(cfg)
         info = measured[key]
         rows.append(row(path, info))
-        print(f"[{i}/{len(configs)}] {path.name}: "
-              f"{info['params'] / 1e6:.2f}M params, "
-              f"{info['macs'] / 1e9:.1f} GFLOPs, "
-              f'{time.perf_counter() - start:.0f} s', file=sys.stderr,
-              flush=True)
+        print(
+            f"[{i}/{len(configs)}] {path.name}: "
+            f"{info['params'] / 1e6:.2f}M params, "
+            f"{info['macs'] / 1e9:.1f} GFLOPs, "
+            f'{time.perf_counter() - start:.0f} s',
+            file=sys.stderr,
+            flush=True)
     return rows
 
 
 def main(argv=None):
     args = parse_args(argv)
+    folders = [REPO_ROOT / 'configs' / d for d in ('boat_swin', 'boat_cswin')]
     configs = args.configs or [
-        p for d in ('boat_swin', 'boat_cswin')
-        for p in sorted((REPO_ROOT / 'configs' / d).glob('*.py'),
-                        key=zoo_order)
+        p for folder in folders
+        for p in sorted(folder.glob('*.py'), key=zoo_order)
     ]
     # MMEngine logs to stdout, where the table goes: only errors while here
     from mmengine.logging import MMLogger

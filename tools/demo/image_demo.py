@@ -58,9 +58,8 @@ def summary(task: str, prediction, classes, score_thr: float,
             topk: int) -> str:
     """One line on one image's prediction."""
     if task == 'det':
-        found = [(s, lb) for s, lb in zip(prediction['scores'],
-                                           prediction['labels'])
-                 if s >= score_thr]
+        scored = zip(prediction['scores'], prediction['labels'])
+        found = [(s, lb) for s, lb in scored if s >= score_thr]
         shown = ', '.join(f'{class_name(classes, lb)} {s:.2f}'
                           for s, lb in found[:5])
         more = ', ...' if len(found) > 5 else ''
@@ -69,9 +68,9 @@ def summary(task: str, prediction, classes, score_thr: float,
     if task == 'seg':
         labels, counts = np.unique(prediction, return_counts=True)
         order = np.argsort(-counts)[:5]
-        return ', '.join(
-            f'{class_name(classes, int(labels[i]))} '
-            f'{100 * counts[i] / prediction.size:.0f}%' for i in order)
+        return ', '.join(f'{class_name(classes, int(labels[i]))} '
+                         f'{100 * counts[i] / prediction.size:.0f}%'
+                         for i in order)
     scores = prediction['pred_scores']
     best = np.argsort(-scores)[:topk]
     return ', '.join(f'{class_name(classes, int(i))} {scores[i]:.2f}'

@@ -12,13 +12,21 @@ from mmboat.datasets import make_tiny_datasets
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--out-dir', default='data/tiny_shapes',
-                        help='destination folder (default: %(default)s)')
-    parser.add_argument('--seed', type=int, default=0,
-                        help='the same seed writes the same files')
-    parser.add_argument('--tasks', nargs='+', default=['det', 'seg', 'cls'],
-                        choices=['det', 'seg', 'cls'],
-                        help='det: COCO, seg: ADE20K, cls: ImageNet')
+    parser.add_argument(
+        '--out-dir',
+        default='data/tiny_shapes',
+        help='destination folder (default: %(default)s)')
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=0,
+        help='the same seed writes the same files')
+    parser.add_argument(
+        '--tasks',
+        nargs='+',
+        default=['det', 'seg', 'cls'],
+        choices=['det', 'seg', 'cls'],
+        help='det: COCO, seg: ADE20K, cls: ImageNet')
     return parser.parse_args(argv)
 
 
