@@ -43,8 +43,10 @@ def load(path):
     return cfg
 
 
-@pytest.fixture(scope='module', params=CONFIGS,
-                ids=lambda p: str(p.relative_to(CONFIG_ROOT)))
+@pytest.fixture(
+    scope='module',
+    params=CONFIGS,
+    ids=lambda p: str(p.relative_to(CONFIG_ROOT)))
 def built(request):
     """(config, model in eval mode) of one config; pytest runs every test of
     one config before building the next, so one model is alive at a time."""
@@ -73,9 +75,13 @@ def test_config_runs(built):
         from mmdet.structures import DetDataSample
         assert isinstance(model, BaseDetector)
         h, w = 96, 160
-        sample = DetDataSample(metainfo=dict(
-            img_shape=(h, w), ori_shape=(h, w), scale_factor=(1., 1.),
-            pad_shape=(h, w), batch_input_shape=(h, w)))
+        sample = DetDataSample(
+            metainfo=dict(
+                img_shape=(h, w),
+                ori_shape=(h, w),
+                scale_factor=(1., 1.),
+                pad_shape=(h, w),
+                batch_input_shape=(h, w)))
         data = dict(
             inputs=[torch.randint(0, 255, (3, h, w), dtype=torch.uint8)],
             data_samples=[sample])
@@ -110,11 +116,10 @@ def test_weight_decay_exemptions(built):
     names = {id(p): n for n, p in model.named_parameters()}
     no_decay = {
         names[id(p)]
-        for group in optimizer.param_groups for p in group['params']
-        if group['weight_decay'] == 0
+        for group in optimizer.param_groups
+        for p in group['params'] if group['weight_decay'] == 0
     }
-    assert all(g['weight_decay'] in (0, decay)
-               for g in optimizer.param_groups)
+    assert all(g['weight_decay'] in (0, decay) for g in optimizer.param_groups)
 
     norms = {
         f'{m_name}.{p_name}'
@@ -131,14 +136,13 @@ def test_weight_decay_exemptions(built):
         expected = {n for n in norms | tables if n.startswith('backbone.')}
     assert sorted(no_decay - expected) == []
     assert sorted(expected - no_decay) == []
-    if any(isinstance(m, FeatureSpaceLocalAttention)
-           for m in model.modules()):
+    if any(isinstance(m, FeatureSpaceLocalAttention) for m in model.modules()):
         assert any('.norm_fsla.' in n for n in no_decay)
-        assert any('.fsla.qkv.weight' in n for n in set(names.values()) -
-                   no_decay)
+        assert any('.fsla.qkv.weight' in n
+                   for n in set(names.values()) - no_decay)
     if cfg.model.backbone.type == 'BOATSwinTransformer':
-        assert any(n.endswith('relative_position_bias_table')
-                   for n in no_decay)
+        assert any(
+            n.endswith('relative_position_bias_table') for n in no_decay)
 
 
 NO_DECAY = {  # parameter names, block and stage numbers as *
@@ -177,12 +181,15 @@ def test_no_decay_parameters_listed(config):
     model = MODELS.build(cfg.model)
     optimizer = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
     names = {id(p): n for n, p in model.named_parameters()}
+
+    def pattern(match):
+        return 'norm*.' if match[0].startswith('norm') else '*'
+
     no_decay = {
-        re.sub(r'^norm\d+\.|(?<=\.)\d+(?=\.)',
-               lambda m: 'norm*.' if m[0].startswith('norm') else '*',
+        re.sub(r'^norm\d+\.|(?<=\.)\d+(?=\.)', pattern,
                names[id(p)].removeprefix('backbone.'))
-        for group in optimizer.param_groups for p in group['params']
-        if group['weight_decay'] == 0
+        for group in optimizer.param_groups
+        for p in group['params'] if group['weight_decay'] == 0
     }
     assert sorted(no_decay) == NO_DECAY[config]
 
@@ -191,8 +198,7 @@ ZOO = [(fam, size, task) for fam in FAMILIES for size in SIZES
        for task in ('1x', '3x', 'seg', 'cls')]
 
 
-@pytest.mark.parametrize('fam,size,task', ZOO,
-                         ids=['/'.join(z) for z in ZOO])
+@pytest.mark.parametrize('fam,size,task', ZOO, ids=['/'.join(z) for z in ZOO])
 def test_zoo_recipe(fam, size, task):
     """Backbone size, drop path, schedule, init checkpoint and optimiser of
     each zoo config."""
@@ -215,13 +221,14 @@ def test_zoo_recipe(fam, size, task):
         assert 'init_cfg' not in backbone
         assert [h.type for h in cfg.custom_hooks] == ['EMAHook']
         assert optimizer.weight_decay == 0.05
-        assert [s.type for s in cfg.param_scheduler] == [
-            'LinearLR', 'CosineAnnealingLR']
-        assert [a.type for a in cfg.model.train_cfg.augments] == [
-            'Mixup', 'CutMix']
+        schedulers = [s.type for s in cfg.param_scheduler]
+        assert schedulers == ['LinearLR', 'CosineAnnealingLR']
+        augments = [a.type for a in cfg.model.train_cfg.augments]
+        assert augments == ['Mixup', 'CutMix']
         assert cfg.model.head.loss.type == 'LabelSmoothLoss'
         assert 'RandAugment' in [
-            t.type for t in cfg.train_dataloader.dataset.pipeline]
+            t.type for t in cfg.train_dataloader.dataset.pipeline
+        ]
         return
     assert backbone.init_cfg == dict(
         type='Pretrained',

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mmboat.apis import (build_inferencer, class_names, list_images,
-                         task_of, visualize)
+from mmboat.apis import (build_inferencer, class_names, list_images, task_of,
+                         visualize)
 from mmboat.datasets import draw_scene
 
 TINY = Path(__file__).resolve().parents[2] / 'configs' / 'tiny'
@@ -67,9 +67,8 @@ def test_list_images(tmp_path, image):
     assert list_images(folder) == [
         str(folder / n) for n in ['a.JPG', 'b.png', 'c.jpeg']
     ]
-    assert list_images([image, str(folder)]) == [str(image)] + [
-        str(folder / n) for n in ['a.JPG', 'b.png', 'c.jpeg']
-    ]
+    in_folder = [str(folder / n) for n in ['a.JPG', 'b.png', 'c.jpeg']]
+    assert list_images([image, str(folder)]) == [str(image)] + in_folder
     assert list_images(str(image)) == [str(image)]
 
 
@@ -148,22 +147,20 @@ def test_checkpoint_weights_and_class_names(task, image, tmp_path):
     torch.save(dict(state_dict=state, meta=dict(dataset_meta=meta)), named)
     torch.save(dict(state_dict=state), plain)
 
-    _, before = visualize(image, source, out_dir=tmp_path / 'a',
-                          score_thr=0.0)
+    _, before = visualize(image, source, out_dir=tmp_path / 'a', score_thr=0.0)
     loaded = build_inferencer(CONFIGS[task], weights=named)
     assert list(class_names(loaded)) == names
-    _, after = visualize(image, loaded, out_dir=tmp_path / 'b',
-                         score_thr=0.0)
+    _, after = visualize(image, loaded, out_dir=tmp_path / 'b', score_thr=0.0)
     if task == 'det':
-        np.testing.assert_allclose(after[0]['scores'], before[0]['scores'],
-                                   rtol=1e-4)
-        np.testing.assert_allclose(after[0]['bboxes'], before[0]['bboxes'],
-                                   rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(
+            after[0]['scores'], before[0]['scores'], rtol=1e-4)
+        np.testing.assert_allclose(
+            after[0]['bboxes'], before[0]['bboxes'], rtol=1e-4, atol=1e-3)
     elif task == 'seg':
         np.testing.assert_array_equal(after[0], before[0])
     else:
-        np.testing.assert_allclose(after[0]['pred_scores'],
-                                   before[0]['pred_scores'], rtol=1e-5)
+        np.testing.assert_allclose(
+            after[0]['pred_scores'], before[0]['pred_scores'], rtol=1e-5)
         assert after[0]['pred_class'] == names[after[0]['pred_label']]
 
     expected = SHAPES if task != 'seg' else ('background', ) + SHAPES
@@ -176,8 +173,7 @@ def test_score_threshold_and_topk(image, tmp_path):
     """Detection draws nothing above a threshold no score reaches; more
     classes drawn cover more of a classification picture."""
     det = build_inferencer(CONFIGS['det'])
-    paths, _ = visualize(image, det, out_dir=tmp_path / 'det',
-                         score_thr=1.01)
+    paths, _ = visualize(image, det, out_dir=tmp_path / 'det', score_thr=1.01)
     np.testing.assert_array_equal(read(paths[0]), read(image))
 
     cls = build_inferencer(CONFIGS['cls'])
@@ -194,8 +190,9 @@ def test_visualize_folder(image, tmp_path):
     for name in ['b.png', 'a.png', 'c.png']:
         (folder / name).write_bytes(image.read_bytes())
     paths, preds = visualize(folder, CONFIGS['seg'], out_dir=tmp_path / 'o')
-    assert paths == [str(tmp_path / 'o' / 'vis' / n)
-                     for n in ['a.png', 'b.png', 'c.png']]
+    assert paths == [
+        str(tmp_path / 'o' / 'vis' / n) for n in ['a.png', 'b.png', 'c.png']
+    ]
     assert len(preds) == 3
     for path in paths:
         assert read(path).shape == (240, 320, 3)

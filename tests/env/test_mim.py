@@ -66,11 +66,17 @@ def user_project(tmp_path, **configs):
 def load(tmp_path, pythonpath=None):
     """Load the user's child and missing configs; their results."""
     folder = user_project(tmp_path, child=CHILD, missing=MISSING)
+    command = [
+        sys.executable, '-c', LOAD, REPO_ROOT / 'configs' / CONFIG,
+        folder / 'child.py', folder / 'missing.py'
+    ]
     proc = subprocess.run(
-        [sys.executable, '-c', LOAD, REPO_ROOT / 'configs' / CONFIG,
-         folder / 'child.py', folder / 'missing.py'],
-        cwd=tmp_path, env=env_with(pythonpath), capture_output=True,
-        text=True, timeout=300)
+        command,
+        cwd=tmp_path,
+        env=env_with(pythonpath),
+        capture_output=True,
+        text=True,
+        timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     child, missing = json.loads(proc.stdout.splitlines()[-1])
     return folder, child, missing
@@ -114,14 +120,18 @@ def installed_mmboat(tmp_path_factory):
     for name in ('requirements', 'mmboat', 'configs', 'tools'):
         shutil.copytree(REPO_ROOT / name, src / name, ignore=ignore)
     subprocess.run([sys.executable, 'setup.py', '-q', 'sdist', '-d', 'dist'],
-                   cwd=src, check=True, capture_output=True)
+                   cwd=src,
+                   check=True,
+                   capture_output=True)
     sdist, = (src / 'dist').glob('mmboat-*.tar.gz')
     site = root / 'site'
-    subprocess.run([
+    pip_install = [
         sys.executable, '-m', 'pip', 'install', '-q', '--no-deps',
-        '--no-build-isolation', '--disable-pip-version-check', '--target',
-        site, sdist
-    ], check=True, capture_output=True)
+        '--no-build-isolation', '--disable-pip-version-check'
+    ]
+    subprocess.run([*pip_install, '--target', site, sdist],
+                   check=True,
+                   capture_output=True)
     return site
 
 
@@ -140,15 +150,16 @@ def test_installed_package_inherits_its_copy(tmp_path, installed_mmboat):
 def test_checkout_without_install_says_how_to_install(tmp_path):
     # mmboat imported from a copy of the package that pip never installed
     ignore = shutil.ignore_patterns('.mim', '__pycache__', '*.pyc')
-    shutil.copytree(REPO_ROOT / 'mmboat', tmp_path / 'src' / 'mmboat',
-                    ignore=ignore)
+    shutil.copytree(
+        REPO_ROOT / 'mmboat', tmp_path / 'src' / 'mmboat', ignore=ignore)
     folder, child, _ = load(tmp_path, tmp_path / 'src')
-    assert child == dict(error=(
-        f'FileNotFoundError: {tmp_path / "src" / "mmboat"} has no '
-        ".mim/configs, so 'mmboat::" + CONFIG + "' (in "
-        f'{folder / "child.py"}) cannot be found: install mmboat with pip '
-        '(`pip install -e .` or `pip install .` in its repository), which '
-        'links or copies its configs there'))
+    assert child == dict(
+        error=(
+            f'FileNotFoundError: {tmp_path / "src" / "mmboat"} has no '
+            ".mim/configs, so 'mmboat::" + CONFIG + "' (in "
+            f'{folder / "child.py"}) cannot be found: install mmboat with pip '
+            '(`pip install -e .` or `pip install .` in its repository), which '
+            'links or copies its configs there'))
 
 
 @pytest.mark.slow
@@ -160,16 +171,23 @@ def test_user_project_trains_with_mim(tmp_path, installed_mmboat):
     assert MIM.is_file(), (f'{MIM} not found: install openmim '
                            '(requirements/tests.txt)')
     from mmboat.datasets import make_tiny_datasets
-    make_tiny_datasets(str(tmp_path / 'data' / 'tiny_shapes'), tasks=('cls', ),
-                       sizes=dict(cls=dict(train=(16, 64), val=(8, 64))))
-    folder = user_project(tmp_path, my_cls='''
+    make_tiny_datasets(
+        str(tmp_path / 'data' / 'tiny_shapes'),
+        tasks=('cls', ),
+        sizes=dict(cls=dict(train=(16, 64), val=(8, 64))))
+    folder = user_project(
+        tmp_path,
+        my_cls='''
 _base_ = 'mmboat::tiny/boat-swin-nano_tiny-shapes.py'
 train_cfg = dict(max_epochs=1)
 ''')
     proc = subprocess.run(
         [MIM, 'train', 'mmboat', folder / 'my_cls.py', '--work-dir', 'work'],
-        cwd=tmp_path, env=env_with(installed_mmboat), capture_output=True,
-        text=True, timeout=600)
+        cwd=tmp_path,
+        env=env_with(installed_mmboat),
+        capture_output=True,
+        text=True,
+        timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     tool = installed_mmboat / 'mmboat' / '.mim' / 'tools' / 'train.py'

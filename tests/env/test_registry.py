@@ -23,7 +23,10 @@ print('ok')
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg', 'mmpretrain'])
 def test_import_mmboat_registers_backbones(scope):
-    proc = subprocess.run([sys.executable, '-c', SCRIPT.format(scope=scope)],
-                          capture_output=True, text=True, timeout=300)
+    script = SCRIPT.format(scope=scope)
+    proc = subprocess.run([sys.executable, '-c', script],
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip().endswith('ok'), \
         proc.stderr[-2000:]

@@ -9,13 +9,17 @@ from tests.helpers import REPO_ROOT
 def run_setup(**env):
     script = REPO_ROOT / 'tools' / 'setup_env.sh'
     return subprocess.run(['bash', str(script)],
-                          cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, **env})
+                          cwd=REPO_ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=600,
+                          env=dict(os.environ, **env))
 
 
 def test_missing_python_is_named(tmp_path):
-    proc = run_setup(MMBOAT_PYTHON='python3.11-that-does-not-exist',
-                     MMBOAT_VENV=str(tmp_path / 'venv'))
+    proc = run_setup(
+        MMBOAT_PYTHON='python3.11-that-does-not-exist',
+        MMBOAT_VENV=str(tmp_path / 'venv'))
     assert proc.returncode != 0
     assert "no 'python3.11-that-does-not-exist' found" in proc.stderr
     assert 'Python 3.11' in proc.stderr

@@ -85,12 +85,20 @@ def free_port():
 
 
 def run(command, cwd):
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()),
-               OMP_NUM_THREADS='1')
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        PORT=str(free_port()),
+        OMP_NUM_THREADS='1')
     env['PYTHONPATH'] = os.pathsep.join(  # the recording hook
         p for p in (str(cwd), env.get('PYTHONPATH')) if p)
-    proc = subprocess.run(list(map(str, command)), cwd=cwd, env=env,
-                          text=True, capture_output=True, timeout=300)
+    proc = subprocess.run(
+        list(map(str, command)),
+        cwd=cwd,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc.stdout + proc.stderr
 
@@ -102,25 +110,32 @@ def top1_lines(log, mode):
 
 @pytest.mark.slow
 def test_dist_train_and_test_on_two_cpu_processes(tmp_path):
-    make_tiny_datasets(str(tmp_path / 'data' / 'tiny_shapes'), tasks=['cls'],
-                       sizes=dict(cls=dict(train=(NUM_TRAIN, 64),
-                                           val=(NUM_VAL, 64))))
+    make_tiny_datasets(
+        str(tmp_path / 'data' / 'tiny_shapes'),
+        tasks=['cls'],
+        sizes=dict(cls=dict(train=(NUM_TRAIN, 64), val=(NUM_VAL, 64))))
     (tmp_path / 'record_rank_hook.py').write_text(RECORD_HOOK)
     config = tmp_path / 'cfg.py'
     config.write_text(CONFIG.format(repo=REPO))
 
-    log = run(['bash', TOOLS / 'dist_train.sh', config, 2,
-               '--work-dir', 'work', *SHORT], tmp_path)
+    log = run([
+        'bash', TOOLS / 'dist_train.sh', config, 2, '--work-dir', 'work',
+        *SHORT
+    ], tmp_path)
     assert 'the 2 processes train on the CPU with the gloo backend' in log
 
     # both ranks trained, in step, each on its half of the training set
-    ranks = [json.loads((tmp_path / 'records' / f'rank{r}.json').read_text())
-             for r in (0, 1)]
+    ranks = [
+        json.loads((tmp_path / 'records' / f'rank{r}.json').read_text())
+        for r in (0, 1)
+    ]
     assert [r['world_size'] for r in ranks] == [2, 2]
     half = NUM_TRAIN // 2
     for epoch in range(EPOCHS):
-        seen = [set(r['train_images'][epoch * half:(epoch + 1) * half])
-                for r in ranks]
+        seen = [
+            set(r['train_images'][epoch * half:(epoch + 1) * half])
+            for r in ranks
+        ]
         assert len(seen[0]) == len(seen[1]) == half
         assert len(seen[0] | seen[1]) == NUM_TRAIN
     assert [len(r['train_images']) for r in ranks] == [EPOCHS * half] * 2
@@ -143,18 +158,22 @@ def test_dist_train_and_test_on_two_cpu_processes(tmp_path):
 
     # rank 0 saved the weights both ranks ended with
     checkpoint = work / f'epoch_{EPOCHS}.pth'
-    state = torch.load(checkpoint, map_location='cpu',
-                       weights_only=False)['state_dict']
+    state = torch.load(
+        checkpoint, map_location='cpu', weights_only=False)['state_dict']
     assert float(sum(v.double().sum() for v in state.values())) == \
         ranks[0]['weight_sum']
 
     # two test processes give the last validation's top-1, as does one
-    log = run(['bash', TOOLS / 'dist_test.sh', config, checkpoint, 2,
-               '--work-dir', 'test2'], tmp_path)
+    log = run([
+        'bash', TOOLS / 'dist_test.sh', config, checkpoint, 2, '--work-dir',
+        'test2'
+    ], tmp_path)
     assert 'the 2 processes test on the CPU with the gloo backend' in log
     assert top1_lines(log, 'test') == [val_top1[-1]]
-    log = run([sys.executable, TOOLS / 'test.py', config, checkpoint,
-               '--work-dir', 'test1'], tmp_path)
+    log = run([
+        sys.executable, TOOLS / 'test.py', config, checkpoint, '--work-dir',
+        'test1'
+    ], tmp_path)
     assert 'gloo' not in log
     assert top1_lines(log, 'test') == [val_top1[-1]]
 
@@ -166,20 +185,25 @@ def test_dist_train_and_test_on_two_cpu_processes(tmp_path):
 def test_slurm_scripts_need_srun(script, args, tmp_path):
     if shutil.which('srun'):
         pytest.skip('srun is installed: this checks the message without it')
-    proc = subprocess.run(['bash', str(TOOLS / script), *args], cwd=tmp_path,
-                          text=True, capture_output=True)
+    proc = subprocess.run(['bash', str(TOOLS / script), *args],
+                          cwd=tmp_path,
+                          text=True,
+                          capture_output=True)
     assert proc.returncode == 1
     assert "'srun' not found" in proc.stderr
     assert 'tools/dist_' in proc.stderr
 
 
-@pytest.mark.parametrize('script, num_args', [
-    ('dist_train.sh', 2), ('dist_test.sh', 3),
-    ('slurm_train.sh', 4), ('slurm_test.sh', 4)])
+@pytest.mark.parametrize('script, num_args', [('dist_train.sh', 2),
+                                              ('dist_test.sh', 3),
+                                              ('slurm_train.sh', 4),
+                                              ('slurm_test.sh', 4)])
 def test_scripts_name_their_arguments(script, num_args, tmp_path):
     assert os.access(TOOLS / script, os.X_OK)
-    proc = subprocess.run(['bash', str(TOOLS / script),
-                           *['x'] * (num_args - 1)], cwd=tmp_path,
-                          text=True, capture_output=True)
+    proc = subprocess.run(
+        ['bash', str(TOOLS / script), *['x'] * (num_args - 1)],
+        cwd=tmp_path,
+        text=True,
+        capture_output=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith('usage: bash ')

@@ -62,8 +62,8 @@ def test_demo_draws_predictions(demo_main, task, image, tmp_path, capsys):
     assert 'wrote 1 picture(s)' in printed
     assert str(picture) in printed
     # the summary names the config's classes
-    assert any(name in printed for name in ('circle', 'rectangle', 'star',
-                                             'triangle', 'background'))
+    names = ('circle', 'rectangle', 'star', 'triangle', 'background')
+    assert any(name in printed for name in names)
 
 
 @pytest.mark.slow
@@ -76,17 +76,25 @@ def test_demo_folder(image, tmp_path):
     (folder / 'readme.txt').write_text('not an image')
     env = dict(os.environ, PYTHONPATH=str(REPO))
     out = tmp_path / 'out'
+    command = [
+        sys.executable, DEMO, folder, CONFIGS['cls'], '--out-dir', out,
+        '--topk', '2'
+    ]
     proc = subprocess.run(
-        [sys.executable, DEMO, folder, CONFIGS['cls'], '--out-dir', out,
-         '--topk', '2'],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        command,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (out / 'vis').iterdir()) == \
         ['a.png', 'b.png']
-    lines = [line for line in proc.stdout.splitlines()
-             if line.startswith(str(out))]
-    assert [line.split()[0] for line in lines] == [
-        str(out / 'vis' / 'a.png'), str(out / 'vis' / 'b.png')]
+    lines = [
+        line for line in proc.stdout.splitlines() if line.startswith(str(out))
+    ]
+    pictures = [str(out / 'vis' / 'a.png'), str(out / 'vis' / 'b.png')]
+    assert [line.split()[0] for line in lines] == pictures
     assert all(line.count(',') == 1 for line in lines)  # top 2 classes
 
 

@@ -22,8 +22,9 @@ def image(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize('family', ['boat_swin', 'boat_cswin'])
 def test_det_inferencer(family, image, tmp_path):
-    import mmboat  # noqa: F401
     from mmdet.apis import DetInferencer
+
+    import mmboat  # noqa: F401
     cfg = REPO_ROOT / 'configs' / family / \
         f'mask-rcnn_{family.replace("_", "-")}-t_fpn_1x_coco.py'
     inferencer = DetInferencer(model=str(cfg), weights=None, device='cpu')
@@ -38,8 +39,9 @@ def test_det_inferencer(family, image, tmp_path):
 
 @pytest.mark.slow
 def test_seg_inferencer(image, tmp_path):
-    import mmboat  # noqa: F401
     from mmseg.apis import MMSegInferencer
+
+    import mmboat  # noqa: F401
     cfg = REPO_ROOT / 'configs' / 'boat_swin' / \
         'upernet_boat-swin-t_8xb2-160k_ade20k-512x512.py'
     inferencer = MMSegInferencer(model=str(cfg), weights=None, device='cpu')

@@ -38,8 +38,11 @@ def library_tool(library, name):
 
 
 def run(cmd, cwd):
-    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run([str(c) for c in cmd],
+                          cwd=cwd,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     return log
@@ -47,12 +50,15 @@ def run(cmd, cwd):
 
 def metrics(log, mode):
     """The metrics of the last ``Epoch|Iter(<mode>)`` line of a log."""
-    found = [m.group(2) for m in METRIC_LINE.finditer(log)
-             if m.group(1) == mode]
+    found = [
+        m.group(2) for m in METRIC_LINE.finditer(log) if m.group(1) == mode
+    ]
     assert found, f'no {mode} metrics in the log:\n{log[-3000:]}'
     values = dict(re.findall(r'(\S+): (-?\d+\.\d+)', found[-1]))
-    return {k: float(v) for k, v in values.items()
-            if k not in ('data_time', 'time')}
+    return {
+        k: float(v)
+        for k, v in values.items() if k not in ('data_time', 'time')
+    }
 
 
 def check_boat_checkpoint(path):
@@ -66,30 +72,36 @@ CASES = [
     ('mmdet', 'det', 'mask-rcnn_boat-swin-nano_fpn_tiny-shapes.py',
      ['train_cfg.max_epochs=1'], 'epoch_1.pth', 'coco/segm_mAP'),
     ('mmseg', 'seg', 'upernet_boat-cswin-nano_tiny-shapes.py',
-     ['train_cfg.max_iters=4', 'train_cfg.val_interval=4'], 'iter_4.pth',
-     'mIoU'),
+     ['train_cfg.max_iters=4',
+      'train_cfg.val_interval=4'], 'iter_4.pth', 'mIoU'),
     ('mmpretrain', 'cls', 'boat-swin-nano_tiny-shapes.py',
      ['train_cfg.max_epochs=1'], 'epoch_1.pth', 'accuracy/top1'),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('library,task,config,schedule,ckpt,key', CASES,
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    'library,task,config,schedule,ckpt,key', CASES, ids=[c[0] for c in CASES])
 def test_library_train_and_test_tools(tmp_path, library, task, config,
                                       schedule, ckpt, key):
     # the tiny configs read data/tiny_shapes/... relative to the cwd
-    make_tiny_datasets(str(tmp_path / 'data' / 'tiny_shapes'),
-                       tasks=(task, ), sizes=SIZES)
+    make_tiny_datasets(
+        str(tmp_path / 'data' / 'tiny_shapes'), tasks=(task, ), sizes=SIZES)
     config = TINY / config
-    log = run([sys.executable, library_tool(library, 'train.py'), config,
-               '--work-dir', 'work', '--cfg-options', *schedule], tmp_path)
+    log = run([
+        sys.executable,
+        library_tool(library, 'train.py'), config, '--work-dir', 'work',
+        '--cfg-options', *schedule
+    ], tmp_path)
     val = metrics(log, 'val')
     assert key in val
     check_boat_checkpoint(tmp_path / 'work' / ckpt)
 
-    log = run([sys.executable, library_tool(library, 'test.py'), config,
-               f'work/{ckpt}', '--work-dir', 'test'], tmp_path)
+    log = run([
+        sys.executable,
+        library_tool(library, 'test.py'), config, f'work/{ckpt}', '--work-dir',
+        'test'
+    ], tmp_path)
     assert metrics(log, 'test') == val
 
 
@@ -97,17 +109,21 @@ def test_library_train_and_test_tools(tmp_path, library, task, config,
 def test_mim_train_and_test_mmdet(tmp_path):
     assert MIM.is_file(), (f'{MIM} not found: install openmim '
                            '(requirements/tests.txt)')
-    make_tiny_datasets(str(tmp_path / 'data' / 'tiny_shapes'),
-                       tasks=('det', ), sizes=SIZES)
+    make_tiny_datasets(
+        str(tmp_path / 'data' / 'tiny_shapes'), tasks=('det', ), sizes=SIZES)
     config = TINY / 'mask-rcnn_boat-swin-nano_fpn_tiny-shapes.py'
-    log = run([MIM, 'train', 'mmdet', config, '--work-dir', 'work',
-               '--cfg-options', 'train_cfg.max_epochs=1'], tmp_path)
+    log = run([
+        MIM, 'train', 'mmdet', config, '--work-dir', 'work', '--cfg-options',
+        'train_cfg.max_epochs=1'
+    ], tmp_path)
     # mim runs mmdet's own train.py
     assert str(library_tool('mmdet', 'train.py')) in log
     val = metrics(log, 'val')
     check_boat_checkpoint(tmp_path / 'work' / 'epoch_1.pth')
 
-    log = run([MIM, 'test', 'mmdet', config, '--checkpoint',
-               'work/epoch_1.pth', '--work-dir', 'test'], tmp_path)
+    log = run([
+        MIM, 'test', 'mmdet', config, '--checkpoint', 'work/epoch_1.pth',
+        '--work-dir', 'test'
+    ], tmp_path)
     assert str(library_tool('mmdet', 'test.py')) in log
     assert metrics(log, 'test') == val

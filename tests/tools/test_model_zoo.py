@@ -21,8 +21,7 @@ def zoo_rows(capsys, *args):
     assert 'multiply-adds of matrix products, convolutions and ' \
         'scaled-dot-product attention' in out
     return [[cell.strip() for cell in line.strip('|').split('|')]
-            for line in out.splitlines()
-            if line.startswith('| [')]
+            for line in out.splitlines() if line.startswith('| [')]
 
 
 def test_classifiers_match_published_flops(capsys):

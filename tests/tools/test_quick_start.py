@@ -18,16 +18,23 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_quick_start_detection(tmp_path):
     data = tmp_path / 'data'
-    make_tiny_datasets(data, tasks=['det'],
-                       sizes=dict(det=dict(train=(8, 128), val=(4, 128))))
+    make_tiny_datasets(
+        data,
+        tasks=['det'],
+        sizes=dict(det=dict(train=(8, 128), val=(4, 128))))
     work = tmp_path / 'work'
+    script = REPO / 'tools' / 'quick_start.py'
+    command = [
+        sys.executable, script, 'det', '--data-root', data, '--work-dir', work,
+        '--cfg-options', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1'
+    ]
     proc = subprocess.run(
-        [sys.executable, str(REPO / 'tools' / 'quick_start.py'), 'det',
-         '--data-root', str(data), '--work-dir', str(work),
-         '--cfg-options', 'train_cfg.max_epochs=1',
-         'train_cfg.val_interval=1'],
-        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)),
-        capture_output=True, text=True, timeout=600)
+        list(map(str, command)),
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     run_dir = work / 'mask-rcnn_boat-swin-nano_fpn_tiny-shapes'

@@ -24,8 +24,11 @@ def run(cwd, *args):
     """A tools/ script in a fresh interpreter, from ``cwd`` (where the
     configs' relative ``data/tiny_shapes`` lies)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, *map(str, args)], cwd=cwd,
-                          env=env, text=True, capture_output=True,
+    proc = subprocess.run([sys.executable, *map(str, args)],
+                          cwd=cwd,
+                          env=env,
+                          text=True,
+                          capture_output=True,
                           timeout=1200)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
@@ -43,16 +46,16 @@ def metrics(log, *names):
 
 
 def train_and_test(tmp_path, task, config, sizes, options, names):
-    make_tiny_datasets(tmp_path / 'data' / 'tiny_shapes', tasks=[task],
-                       sizes={task: sizes})
+    make_tiny_datasets(
+        tmp_path / 'data' / 'tiny_shapes', tasks=[task], sizes={task: sizes})
     work = tmp_path / 'work'
     options = ['--cfg-options', *options] if options else []
     log = run(tmp_path, REPO / 'tools' / 'train.py', TINY / config,
               '--work-dir', work, *options)
     trained = metrics(log, *names)
     checkpoint = (work / 'last_checkpoint').read_text().strip()
-    log = run(tmp_path, REPO / 'tools' / 'test.py', TINY / config,
-              checkpoint, '--work-dir', tmp_path / 'test')
+    log = run(tmp_path, REPO / 'tools' / 'test.py', TINY / config, checkpoint,
+              '--work-dir', tmp_path / 'test')
     tested = metrics(log, *names)
     # the reloaded checkpoint evaluates to what validation saw
     assert tested == pytest.approx(trained, abs=1e-4)
@@ -63,9 +66,10 @@ def train_and_test(tmp_path, task, config, sizes, options, names):
 def test_detection_full_schedule(tmp_path):
     """The whole tiny schedule on the default data: 0.114 bbox / 0.122 segm
     mAP measured (seed 0); an untrained detector scores 0.0."""
-    values = train_and_test(
-        tmp_path, 'det', 'mask-rcnn_boat-swin-nano_fpn_tiny-shapes.py',
-        DEFAULT_SIZES['det'], [], ['coco/bbox_mAP', 'coco/segm_mAP'])
+    values = train_and_test(tmp_path, 'det',
+                            'mask-rcnn_boat-swin-nano_fpn_tiny-shapes.py',
+                            DEFAULT_SIZES['det'], [],
+                            ['coco/bbox_mAP', 'coco/segm_mAP'])
     assert values['coco/bbox_mAP'] >= 0.08
     assert values['coco/segm_mAP'] >= 0.08
 
@@ -74,10 +78,10 @@ def test_detection_full_schedule(tmp_path):
 def test_segmentation(tmp_path):
     values = train_and_test(
         tmp_path, 'seg', 'upernet_boat-swin-nano_tiny-shapes.py',
-        dict(train=(8, 128), val=(4, 128)),
-        ['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
-         'train_dataloader.batch_size=4'],
-        ['mIoU'])
+        dict(train=(8, 128), val=(4, 128)), [
+            'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+            'train_dataloader.batch_size=4'
+        ], ['mIoU'])
     assert 0 <= values['mIoU'] <= 100
 
 
@@ -85,8 +89,8 @@ def test_segmentation(tmp_path):
 def test_classification(tmp_path):
     values = train_and_test(
         tmp_path, 'cls', 'boat-swin-nano_tiny-shapes.py',
-        dict(train=(32, 64), val=(8, 64)),
-        ['train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
-         'train_dataloader.batch_size=8'],
-        ['accuracy/top1'])
+        dict(train=(32, 64), val=(8, 64)), [
+            'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+            'train_dataloader.batch_size=8'
+        ], ['accuracy/top1'])
     assert 0 <= values['accuracy/top1'] <= 100

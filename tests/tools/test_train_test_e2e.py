@@ -55,8 +55,11 @@ def make_tree(root):
 
 
 def run(*args):
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, text=True,
-                          capture_output=True, timeout=900)
+    proc = subprocess.run([sys.executable, *args],
+                          cwd=REPO,
+                          text=True,
+                          capture_output=True,
+                          timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
@@ -65,19 +68,20 @@ def run(*args):
 def test_train_resume_and_test(tmp_path):
     make_tree(tmp_path / 'data')
     for epochs in (1, 2):
-        (tmp_path / f'cfg{epochs}.py').write_text(CONFIG.format(
-            repo=REPO, data=tmp_path / 'data', epochs=epochs))
+        (tmp_path / f'cfg{epochs}.py').write_text(
+            CONFIG.format(repo=REPO, data=tmp_path / 'data', epochs=epochs))
     work = tmp_path / 'work'
-    log = run('tools/train.py', str(tmp_path / 'cfg1.py'), '--work-dir', str(work))
+    log = run('tools/train.py', str(tmp_path / 'cfg1.py'), '--work-dir',
+              str(work))
     assert (work / 'epoch_1.pth').is_file()
     assert 'accuracy/top1' in log
 
     # resume the run (MMEngine checkpoint with HistoryBuffer, torch >= 2.6)
-    log = run('tools/train.py', str(tmp_path / 'cfg2.py'), '--work-dir', str(work),
-              '--resume')
+    log = run('tools/train.py', str(tmp_path / 'cfg2.py'), '--work-dir',
+              str(work), '--resume')
     assert 'resumed epoch: 1' in log
     assert (work / 'epoch_2.pth').is_file()
 
-    log = run('tools/test.py', str(tmp_path / 'cfg2.py'), str(work / 'epoch_2.pth'),
-              '--work-dir', str(tmp_path / 'test'))
+    log = run('tools/test.py', str(tmp_path / 'cfg2.py'),
+              str(work / 'epoch_2.pth'), '--work-dir', str(tmp_path / 'test'))
     assert 'accuracy/top1' in log

@@ -20,8 +20,14 @@ class Payload:
 
 
 def test_plain_data_round_trips(tmp_path):
-    data = {'w': torch.arange(4.), 'arr': np.arange(3.), 'scalar': np.float64(2.5),
-            'dtype': np.dtype('f4'), 'bytes': b'abc', 'set': {1, 2}}
+    data = {
+        'w': torch.arange(4.),
+        'arr': np.arange(3.),
+        'scalar': np.float64(2.5),
+        'dtype': np.dtype('f4'),
+        'bytes': b'abc',
+        'set': {1, 2}
+    }
     torch.save(data, tmp_path / 'ok.pth')
     out = load_checkpoint_file(str(tmp_path / 'ok.pth'))
     assert torch.equal(out['w'], data['w'])
@@ -32,8 +38,8 @@ def test_plain_data_round_trips(tmp_path):
 
 def test_foreign_objects_are_inert(tmp_path):
     Payload.marker = str(tmp_path / 'ran')
-    torch.save({'state_dict': {'w': torch.zeros(1)}, 'x': Payload()},
-               tmp_path / 'evil.pth')
+    evil = {'state_dict': {'w': torch.zeros(1)}, 'x': Payload()}
+    torch.save(evil, tmp_path / 'evil.pth')
     out = load_checkpoint_file(str(tmp_path / 'evil.pth'))
     assert isinstance(out['x'], OpaqueObject)
     assert 'system' in repr(out['x'])
@@ -53,14 +59,16 @@ def test_truncated_and_missing_files(tmp_path):
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize('config,command', [
-    ('boat_swin/mask-rcnn_boat-swin-s_fpn_1x_coco.py',
-     'python tools/model_converters/boat_swin_to_mmboat.py small.pth '
-     'checkpoints/boat-swin-s_in1k_mmboat.pth'),
-    ('boat_cswin/upernet_boat-cswin-t_8xb2-160k_ade20k-512x512.py',
-     'python tools/model_converters/boat_cswin_to_mmboat.py '
-     'cswin_tiny.pth.tar checkpoints/boat-cswin-t_in1k_mmboat.pth'),
-], ids=['boat-swin-s', 'boat-cswin-t'])
+@pytest.mark.parametrize(
+    'config,command', [
+        ('boat_swin/mask-rcnn_boat-swin-s_fpn_1x_coco.py',
+         'python tools/model_converters/boat_swin_to_mmboat.py small.pth '
+         'checkpoints/boat-swin-s_in1k_mmboat.pth'),
+        ('boat_cswin/upernet_boat-cswin-t_8xb2-160k_ade20k-512x512.py',
+         'python tools/model_converters/boat_cswin_to_mmboat.py '
+         'cswin_tiny.pth.tar checkpoints/boat-cswin-t_in1k_mmboat.pth'),
+    ],
+    ids=['boat-swin-s', 'boat-cswin-t'])
 def test_missing_pretrained_file_names_its_converter_command(
         config, command, tmp_path, monkeypatch):
     """A det / seg config whose converted ImageNet file is absent stops at
@@ -86,8 +94,9 @@ def test_missing_file_command_for_an_unpublished_arch_works(tmp_path):
     file of that architecture; following it with one makes a loadable file.
     """
     from mmboat.models.backbones import BOATSwinTransformer
-    source = (REPO_ROOT.parent / 'shared' / 'fixtures' / 'boat-reference' /
-              'boat_swin_mini_official.pth')
+    source = (
+        REPO_ROOT.parent / 'shared' / 'fixtures' / 'boat-reference' /
+        'boat_swin_mini_official.pth')
     if not source.is_file():
         pytest.skip(f'reference fixture {source} is absent')
     target = str(tmp_path / 'mini_mmboat.pth')
@@ -103,8 +112,8 @@ def test_missing_file_command_for_an_unpublished_arch_works(tmp_path):
     assert command[1:] == [
         'tools/model_converters/boat_swin_to_mmboat.py', 'SRC.pth', target
     ]
-    spec = importlib.util.spec_from_file_location(
-        'converter', REPO_ROOT / command[1])
+    spec = importlib.util.spec_from_file_location('converter',
+                                                  REPO_ROOT / command[1])
     converter = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(converter)
     converter.main([str(source), target])

@@ -98,8 +98,8 @@ def test_foreign_pickle_cannot_run_code(tmp_path):
     marker = tmp_path / 'ran'
     Payload.marker = str(marker)
     evil = tmp_path / 'evil.pth'
-    torch.save({'state_dict': {'linear.weight': torch.zeros(1, 2)},
-                'meta': Payload()}, evil)
+    state_dict = {'linear.weight': torch.zeros(1, 2)}
+    torch.save({'state_dict': state_dict, 'meta': Payload()}, evil)
     with pytest.raises(pickle.UnpicklingError, match='run code'):
         load_checkpoint(ToyModel(), str(evil))
     assert not marker.exists()
