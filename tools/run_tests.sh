@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Run the whole mmboat test suite (slow end-to-end tests included) in the
-# environment made by tools/setup_env.sh. Extra arguments go to pytest,
-# e.g. `bash tools/run_tests.sh -m "not slow"` for the fast tests only.
+# Lint, then run the whole mmboat test suite (slow end-to-end tests
+# included), in the environment made by tools/setup_env.sh.
+#
+#   bash tools/run_tests.sh                 # lint, then every test
+#   bash tools/run_tests.sh -m "not slow"   # lint, then the fast tests
+#   bash tools/run_tests.sh --lint-only     # lint only
+#   bash tools/run_tests.sh --no-lint ...   # tests only
+#
+# Other arguments go to pytest. The lint is OpenMMLab's: flake8, isort and
+# yapf with the settings in setup.cfg (versions in requirements/tests.txt);
+# it fails, before any test runs, with the commands that fix it.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${MMBOAT_VENV:-$REPO/.venv}"
@@ -10,4 +18,78 @@ if [ ! -x "$VENV/bin/python" ]; then
   exit 1
 fi
 cd "$REPO"
-exec "$VENV/bin/python" -m pytest "$@"
+
+LINT=1
+TESTS=1
+PYTEST_ARGS=()
+for arg in "$@"; do
+  case "$arg" in
+    --lint-only) TESTS=0 ;;
+    --no-lint) LINT=0 ;;
+    *) PYTEST_ARGS+=("$arg") ;;
+  esac
+done
+
+# What the lint checks, and what it leaves out for now: mmboat/models and
+# tests/models are being refactored and are formatted when that lands (then
+# empty LINT_PENDING).
+LINT_PATHS=(mmboat tools tests configs setup.py)
+LINT_PENDING=(mmboat/models tests/models)
+
+lint() {
+  local bin="$VENV/bin" tool failed=()
+  for tool in flake8 isort yapf; do
+    if [ ! -x "$bin/$tool" ]; then
+      echo "[mmboat lint] $tool is not installed in $VENV: run 'bash tools/setup_env.sh' (it installs requirements/tests.txt)" >&2
+      return 1
+    fi
+  done
+  local flake8_ex=() isort_ex=() yapf_ex=() p
+  for p in ${LINT_PENDING[@]+"${LINT_PENDING[@]}"}; do
+    isort_ex+=(--extend-skip-glob "$p/*")
+    yapf_ex+=(--exclude "$p/**")
+  done
+  if [ "${#LINT_PENDING[@]}" -gt 0 ]; then  # one comma-separated list
+    flake8_ex=("--extend-exclude=$(IFS=,; echo "${LINT_PENDING[*]}")")
+  fi
+
+  echo "[mmboat lint] flake8, isort, yapf over ${LINT_PATHS[*]}"
+  # (${a[@]+"${a[@]}"}: an empty array under `set -u` in any bash)
+  "$bin/flake8" ${flake8_ex[@]+"${flake8_ex[@]}"} "${LINT_PATHS[@]}" \
+    || failed+=(flake8)
+  "$bin/isort" --check-only --diff --quiet ${isort_ex[@]+"${isort_ex[@]}"} \
+    "${LINT_PATHS[@]}" || failed+=(isort)
+  # yapf --diff exits 1 when it would change a file, and prints the diff
+  "$bin/yapf" --diff -r -p ${yapf_ex[@]+"${yapf_ex[@]}"} "${LINT_PATHS[@]}" \
+    || failed+=(yapf)
+
+  if [ "${#failed[@]}" -eq 0 ]; then
+    echo "[mmboat lint] passed"
+    return 0
+  fi
+  local paths="${LINT_PATHS[*]}" flake8_skip="" isort_skip="" yapf_skip=""
+  local venv="$VENV"
+  [ "$venv" != "$REPO/.venv" ] || venv=.venv
+  [ "${#flake8_ex[@]}" -eq 0 ] || flake8_skip=" ${flake8_ex[0]}"
+  for p in ${LINT_PENDING[@]+"${LINT_PENDING[@]}"}; do
+    isort_skip+=" --extend-skip-glob '$p/*'"
+    yapf_skip+=" --exclude '$p/**'"
+  done
+  {
+    echo
+    echo "[mmboat lint] FAILED: ${failed[*]} (output above). To fix, from the repository root:"
+    echo "[mmboat lint]   $venv/bin/isort$isort_skip $paths"
+    echo "[mmboat lint]   $venv/bin/yapf -i -r -p$yapf_skip $paths"
+    echo "[mmboat lint] then fix by hand what flake8 still reports (e.g. lines over 79 columns, unused imports):"
+    echo "[mmboat lint]   $venv/bin/flake8$flake8_skip $paths"
+    echo "[mmboat lint] and check again with: bash tools/run_tests.sh --lint-only"
+  } >&2
+  return 1
+}
+
+if [ "$LINT" = 1 ]; then
+  lint
+fi
+if [ "$TESTS" = 1 ]; then
+  exec "$VENV/bin/python" -m pytest ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"}
+fi
