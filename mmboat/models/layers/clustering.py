@@ -103,8 +103,7 @@ def _build_layout(num_tokens: int, cluster_size: int,
     leaf_counts = torch.tensor(counts)[:, None]  # (2**L, 1)
     slot = torch.arange(m)
     even = (torch.arange(2**L) % 2 == 0)[:, None]
-    leaf_valid = torch.where(even, slot >= m - leaf_counts,
-                             slot < leaf_counts)
+    leaf_valid = torch.where(even, slot >= m - leaf_counts, slot < leaf_counts)
     overlap = min(overlap, min(counts)) if L > 0 else 0
     # even leaf: own slots, then the first slots of its right sibling;
     # odd leaf: the last slots of its left sibling, then its own.
@@ -142,12 +141,12 @@ def cluster_layout(num_tokens: int, cluster_size: int, overlap: int,
 
 
 @torch.no_grad()
-def balanced_hierarchical_clustering(x: torch.Tensor,
-                                     cluster_size: int = 49,
-                                     num_iters: int = 2,
-                                     temperature: float = 100.,
-                                     overlap: int = 0) -> Tuple[torch.Tensor,
-                                                               ClusterLayout]:
+def balanced_hierarchical_clustering(
+        x: torch.Tensor,
+        cluster_size: int = 49,
+        num_iters: int = 2,
+        temperature: float = 100.,
+        overlap: int = 0) -> Tuple[torch.Tensor, ClusterLayout]:
     """Balanced hierarchical clustering of token features.
 
     Every level splits each group in two: centroids start as the means of

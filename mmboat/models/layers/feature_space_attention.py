@@ -18,6 +18,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .clustering import ClusterLayout, balanced_hierarchical_clustering
+from .lepe import LePE
+
+HWShape = Tuple[int, int]
 
 
 class SlotMaps(NamedTuple):
@@ -44,8 +47,8 @@ def _slot_maps(order: torch.Tensor, num_tokens: int,
     token_of_slot = ((arange(B)[:, None, None] * N + token) * h +
                      arange(h)[:, None]).view(-1)
     slot = torch.empty(BH, N + 1, dtype=torch.long, device=order.device)
-    slot.scatter_(1, torch.where(order < 0, N, order).view(BH, -1),
-                  arange(G * m).expand(BH, G * m))
+    where = torch.where(order < 0, N, order).view(BH, -1)
+    slot.scatter_(1, where, arange(G * m).expand(BH, G * m))
     slot = slot[:, :N] + arange(BH)[:, None] * (G * m)
     slot_of_token = slot.view(B, h, N).transpose(1, 2).reshape(-1)
     real_slots = None if G * m == N else (order >= 0).view(-1, 1)
@@ -68,7 +71,9 @@ class _GatherRowsFunction(torch.autograd.Function):
         return grad, None, None, None
 
 
-def _gather_rows(src: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor,
+def _gather_rows(src: torch.Tensor,
+                 index: torch.Tensor,
+                 inverse: torch.Tensor,
                  keep: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``src[index]`` whose backward is a gather too.
 
@@ -143,8 +148,10 @@ def _to_token_order(out: torch.Tensor, maps: SlotMaps,
     Heads are concatenated head-major (channel ``head * d + j``).
     """
     d = out.shape[-1]
-    return _gather_rows(out.reshape(-1, d), maps.slot_of_token,
-                        maps.token_of_slot, maps.real_slots).view(shape)
+    out = _gather_rows(
+        out.reshape(-1, d), maps.slot_of_token, maps.token_of_slot,
+        maps.real_slots)
+    return out.view(shape)
 
 
 class FeatureSpaceLocalAttention(nn.Module):
@@ -196,8 +203,7 @@ class FeatureSpaceLocalAttention(nn.Module):
                 f'embed_dims ({embed_dims}) must be divisible by num_heads '
                 f'({num_heads})')
         if cluster_size < 2:
-            raise ValueError(
-                f'cluster_size must be >= 2, got {cluster_size}')
+            raise ValueError(f'cluster_size must be >= 2, got {cluster_size}')
         if not 0 <= overlap < cluster_size:
             raise ValueError(f'overlap must be in [0, cluster_size='
                              f'{cluster_size}), got {overlap}')
@@ -213,17 +219,16 @@ class FeatureSpaceLocalAttention(nn.Module):
         self.scale = self.head_dims**-0.5 if qk_scale is None else qk_scale
         self.attn_drop = attn_drop
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
-        self.get_v = nn.Conv2d(
-            embed_dims, embed_dims, 3, padding=1, groups=embed_dims)
+        self.get_v = LePE(embed_dims)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
         # qkv output channels reordered (part, head, dim) -> (head, part,
         # dim): one row of 3 * head_dims values is the query, key and value
         # of one (token, head), so one gather sorts all three.
+        head_major = torch.arange(3 * embed_dims).view(3, num_heads, -1)
         self.register_buffer(
             'head_major',
-            torch.arange(3 * embed_dims).view(3, num_heads, -1).transpose(
-                0, 1).reshape(-1),
+            head_major.transpose(0, 1).reshape(-1),
             persistent=False)
 
     def extra_repr(self) -> str:
@@ -232,8 +237,7 @@ class FeatureSpaceLocalAttention(nn.Module):
                 f'num_iters={self.num_iters}, temperature={self.temperature}, '
                 f'scale={self.scale:.4g}')
 
-    def forward(self, x: torch.Tensor,
-                hw_shape: Tuple[int, int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
         """(B, N, C) tokens of an H x W grid -> (B, N, C)."""
         self._check_input(x, hw_shape)
         qkv = self._project_qkv(x)
@@ -244,7 +248,7 @@ class FeatureSpaceLocalAttention(nn.Module):
         out = out + self._lepe(qkv, hw_shape)
         return self.proj_drop(self.proj(out))
 
-    def _check_input(self, x: torch.Tensor, hw_shape: Tuple[int, int]):
+    def _check_input(self, x: torch.Tensor, hw_shape: HWShape):
         _, N, C = x.shape
         H, W = hw_shape
         if H * W != N:
@@ -288,12 +292,14 @@ class FeatureSpaceLocalAttention(nn.Module):
         if mask is not None:  # 4-D, or CPU falls back to unfused attention
             mask = mask[None, :, None, :]  # (1, G, 1, m + o)
         return F.scaled_dot_product_attention(
-            q_c, k_c, v_c, attn_mask=mask,
+            q_c,
+            k_c,
+            v_c,
+            attn_mask=mask,
             dropout_p=self.attn_drop if self.training else 0.,
             scale=self.scale)
 
-    def _lepe(self, qkv: torch.Tensor,
-              hw_shape: Tuple[int, int]) -> torch.Tensor:
+    def _lepe(self, qkv: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
         """LePE: ``get_v`` on the values in image order -> (B, N, C).
 
         Heads are concatenated head-major; (B, H, W, C) permuted is the

@@ -1,0 +1,110 @@
+"""Stems (image -> tokens) and merges (tokens -> tokens at half the
+resolution) of the BOAT backbones.
+
+All four share one interface: a stem maps (B, C_in, H, W) to tokens
+(B, H' * W', C) and their grid (H', W'); a merge maps tokens (B, H * W, C)
+of an H x W grid to (B, H' * W', C_out) and (H', W').
+
+- BOAT-Swin: :class:`PatchStem` (4 x 4 patches through a stride-4
+  convolution, LayerNorm, dropout) and :class:`UnfoldMerging` (2 x 2
+  neighbours concatenated, LayerNorm, linear), mmcv's ``PatchEmbed`` and
+  ``PatchMerging`` configured as in Swin;
+- BOAT-CSWin: :class:`ConvStem` (7 x 7 convolution, stride 4, LayerNorm)
+  and :class:`ConvMerging` (3 x 3 convolution, stride 2, LayerNorm).
+"""
+from typing import Tuple
+
+import torch
+import torch.nn as nn
+from mmcv.cnn.bricks.transformer import PatchEmbed, PatchMerging
+from mmengine.model import BaseModule
+
+HWShape = Tuple[int, int]
+
+
+class PatchStem(PatchEmbed):
+    """Swin's patch embedding: non-overlapping ``patch_size`` patches
+    through a convolution, LayerNorm, then dropout.
+
+    The map is zero-padded at the bottom / right to whole patches, so
+    ``H' = ceil(H / patch_size)``.
+
+    Args:
+        in_channels (int): input channels.
+        embed_dims (int): channels C of the tokens.
+        patch_size (int): patch side and stride. Default: 4.
+        drop_rate (float): dropout on the tokens. Default: 0.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 embed_dims: int,
+                 patch_size: int = 4,
+                 drop_rate: float = 0.):
+        super().__init__(
+            in_channels=in_channels,
+            embed_dims=embed_dims,
+            conv_type='Conv2d',
+            kernel_size=patch_size,
+            stride=patch_size,
+            norm_cfg=dict(type='LN'))
+        self.drop = nn.Dropout(p=drop_rate)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, HWShape]:
+        x, hw_shape = super().forward(x)
+        return self.drop(x), hw_shape
+
+
+class UnfoldMerging(PatchMerging):
+    """Swin's patch merging: every 2 x 2 neighbourhood concatenated
+    (``nn.Unfold`` order), LayerNorm, then a linear map to
+    ``out_channels`` (no bias). Odd sides are zero-padded:
+    ``H' = ceil(H / 2)``.
+
+    Args:
+        in_channels (int): channels C of the input tokens.
+        out_channels (int): channels of the merged tokens.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, norm_cfg=dict(type='LN'))
+
+
+class ConvStem(BaseModule):
+    """CSWin's patch embedding: Conv2d 7x7 stride 4 padding 2 + LayerNorm.
+
+    Shape:
+        x: (B, C_in, H, W); returns tokens (B, H'*W', C) and (H', W') with
+        ``H' = (H - 3) // 4 + 1``.
+    """
+
+    def __init__(self, in_channels: int, embed_dims: int, init_cfg=None):
+        super().__init__(init_cfg)
+        self.proj = nn.Conv2d(in_channels, embed_dims, 7, 4, 2)
+        self.norm = nn.LayerNorm(embed_dims)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, HWShape]:
+        x = self.proj(x)
+        hw_shape = x.shape[2:]
+        return self.norm(x.flatten(2).transpose(1, 2)), tuple(hw_shape)
+
+
+class ConvMerging(BaseModule):
+    """CSWin's merge block: Conv2d 3x3 stride 2 padding 1 + LayerNorm.
+
+    Shape:
+        x: (B, H*W, C_in); returns (B, H'*W', C_out) and (H', W') with
+        ``H' = ceil(H / 2)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, init_cfg=None):
+        super().__init__(init_cfg)
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, 2, 1)
+        self.norm = nn.LayerNorm(out_channels)
+
+    def forward(self, x: torch.Tensor,
+                hw_shape: HWShape) -> Tuple[torch.Tensor, HWShape]:
+        B, _, C = x.shape
+        x = self.conv(x.transpose(1, 2).reshape(B, C, *hw_shape))
+        hw_shape = x.shape[2:]
+        return self.norm(x.flatten(2).transpose(1, 2)), tuple(hw_shape)
