@@ -12,6 +12,7 @@ import pytest
 from tests.helpers import REPO_ROOT
 
 BIN = Path(sys.executable).parent
+VENV = BIN.parent  # the environment these tests run in
 SETUP_CFG = REPO_ROOT / 'setup.cfg'
 RUN_TESTS = REPO_ROOT / 'tools' / 'run_tests.sh'
 
@@ -45,7 +46,7 @@ def tool(name):
 
 
 def test_repository_passes_lint():
-    proc = run('bash', RUN_TESTS, '--lint-only')
+    proc = run('bash', RUN_TESTS, '--lint-only', MMBOAT_VENV=VENV)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert '[mmboat lint] passed' in proc.stdout
     assert 'test session starts' not in proc.stdout  # --lint-only: no tests
@@ -97,15 +98,14 @@ def repo_copy(tmp_path):
 
 
 def test_lint_error_stops_before_the_tests(repo_copy):
-    venv = Path(sys.executable).parent.parent
     script = repo_copy / 'tools' / 'run_tests.sh'
-    proc = run('bash', script, 'tests', cwd=repo_copy, MMBOAT_VENV=venv)
+    proc = run('bash', script, 'tests', cwd=repo_copy, MMBOAT_VENV=VENV)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert '[mmboat lint] passed' in proc.stdout
     assert '1 passed' in proc.stdout  # extra arguments went to pytest
 
     (repo_copy / 'mmboat' / 'bad.py').write_text(BAD)
-    proc = run('bash', script, 'tests', cwd=repo_copy, MMBOAT_VENV=venv)
+    proc = run('bash', script, 'tests', cwd=repo_copy, MMBOAT_VENV=VENV)
     assert proc.returncode == 1
     assert 'passed' not in proc.stdout.replace('[mmboat lint] passed', '')
     assert 'mmboat/bad.py:8:80: E501' in proc.stdout
@@ -121,7 +121,7 @@ def test_lint_error_stops_before_the_tests(repo_copy):
     assert tools == ['isort', 'yapf', 'flake8']
     for fix in fixes[:2]:
         subprocess.run(fix, shell=True, cwd=repo_copy, check=True)
-    proc = run('bash', script, '--lint-only', cwd=repo_copy, MMBOAT_VENV=venv)
+    proc = run('bash', script, '--lint-only', cwd=repo_copy, MMBOAT_VENV=VENV)
     assert proc.returncode == 1
     assert '[mmboat lint] FAILED: flake8 (' in proc.stderr
     left = {line.split()[1] for line in proc.stdout.splitlines()[1:]}
