@@ -24,7 +24,8 @@ KEY_MAP = KeyMap('''
     stage{i+1}.{j}.norm3.           stages.{i}.blocks.{j}.norm_fsla.
     stage{i+1}.{j}.content_attn.    stages.{i}.blocks.{j}.fsla.
     stage{i+1}.{j}.norm2.           stages.{i}.blocks.{j}.norm2.
-    stage{i+1}.{j}.mlp.             stages.{i}.blocks.{j}.ffn.
+    stage{i+1}.{j}.mlp.fc1.         stages.{i}.blocks.{j}.ffn.layers.0.0.
+    stage{i+1}.{j}.mlp.fc2.         stages.{i}.blocks.{j}.ffn.layers.1.
     merge{i+1}.                     stages.{i}.downsample.
     stage1_conv_embed.0.            patch_embed.proj.
     stage1_conv_embed.2.            patch_embed.norm.

@@ -82,7 +82,10 @@ def test_key_map(official, converted):
         'stage3.0.content_attn.get_v.weight':
         'backbone.stages.2.blocks.0.fsla.get_v.weight',
         'stage3.1.norm2.bias': 'backbone.stages.2.blocks.1.norm2.bias',
-        'stage3.1.mlp.fc2.weight': 'backbone.stages.2.blocks.1.ffn.fc2.weight',
+        'stage3.1.mlp.fc1.bias':
+        'backbone.stages.2.blocks.1.ffn.layers.0.0.bias',
+        'stage3.1.mlp.fc2.weight':
+        'backbone.stages.2.blocks.1.ffn.layers.1.weight',
         'merge3.conv.weight': 'backbone.stages.2.downsample.conv.weight',
         'merge1.norm.bias': 'backbone.stages.0.downsample.norm.bias',
         'norm.weight': 'backbone.norm3.weight',

@@ -167,10 +167,10 @@ def test_custom_fsla_placement_and_cfg():
 def test_arch_errors():
     with pytest.raises(ValueError, match=r"'large'.*'base', 'small', 'tiny'"):
         BOATCSWinTransformer(arch='large')
-    with pytest.raises(ValueError, match=r"missing \['split_sizes'\]"):
+    with pytest.raises(ValueError, match=r"missing keys \['split_sizes'\]"):
         BOATCSWinTransformer(
             arch=dict(embed_dims=16, depths=(1, ), num_heads=(2, )))
-    with pytest.raises(ValueError, match=r"unexpected \['window_size'\]"):
+    with pytest.raises(ValueError, match=r"unknown keys \['window_size'\]"):
         BOATCSWinTransformer(arch=dict(SMALL_ARCH, window_size=7))
     with pytest.raises(ValueError, match='one entry per stage'):
         BOATCSWinTransformer(arch=dict(SMALL_ARCH, depths=(1, 2, 2)))
@@ -180,7 +180,7 @@ def test_arch_errors():
         BOATCSWinTransformer(arch=SMALL_ARCH, out_indices=(4, ))
     with pytest.raises(ValueError, match="type='Pretrained'"):
         BOATCSWinTransformer(
-            arch=SMALL_ARCH, init_cfg=dict(type='Kaiming')).init_weights()
+            arch=SMALL_ARCH, init_cfg=dict(type='Pretrained')).init_weights()
 
 
 # --------------------------------------------------------------------------

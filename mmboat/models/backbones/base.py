@@ -1,0 +1,490 @@
+"""What every BOAT backbone shares: the block, the stage, the backbone.
+
+A BOAT backbone is a stem (image -> tokens at stride 4), then stages of
+blocks; every stage but the last ends with a merge that halves the
+resolution and doubles the channels, and every output stage ``i`` has its
+LayerNorm ``norm{i}``. A block is an image-space local attention (windows
+or stripes), in some blocks feature-space local attention (FSLA), and an
+MLP::
+
+    x = x + DropPath(Attn(LN1(x)))
+    x = x + DropPath(FSLA(LN_fsla(x)))   # blocks of fsla_blocks; DropPath
+                                         # only if the family has it there
+    x = x + DropPath(MLP(LN2(x)))
+
+A family (:mod:`.boat_swin`, :mod:`.boat_cswin`) gives its presets, its
+block (which attention), its stem and its merge; everything else is done
+here, the same way for every family: arch parsing, FSLA options and
+placement, the drop path schedule, the stage loop, output norms, freezing,
+``init_cfg`` and loading of state dicts written by older versions.
+"""
+import re
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks.drop import drop_path
+from mmcv.cnn.bricks.transformer import FFN
+from mmengine.model import BaseModule, ModuleList
+from mmengine.model.weight_init import initialize, trunc_normal_
+
+from mmboat.utils import load_backbone_weights
+from ..layers import FeatureSpaceLocalAttention
+
+HWShape = Tuple[int, int]
+#: the options of FSLA that ``fsla_cfg`` may set
+FSLA_OPTIONS = ('cluster_size', 'overlap', 'num_iters', 'temperature',
+                'qk_scale')
+
+
+def parse_out_indices(out_indices: Union[int, Sequence[int]],
+                      num_stages: int) -> Tuple[int, ...]:
+    """Sorted, non-negative stage indices; negative ones count from the end."""
+    if isinstance(out_indices, int):
+        out_indices = (out_indices, )
+    parsed = []
+    for i in out_indices:
+        if not -num_stages <= i < num_stages:
+            raise ValueError(f'out_indices {tuple(out_indices)} out of '
+                             f'range for {num_stages} stages')
+        parsed.append(i % num_stages)
+    return tuple(sorted(set(parsed)))
+
+
+def parse_fsla_blocks(fsla_blocks: Sequence[Sequence[int]],
+                      depths: Sequence[int]) -> Tuple[Tuple[int, ...], ...]:
+    """Per stage, the sorted indices of the blocks that carry FSLA."""
+    if len(fsla_blocks) != len(depths):
+        raise ValueError(
+            f'fsla_blocks needs one list of block indices per stage '
+            f'({len(depths)}), got {fsla_blocks!r}')
+    parsed = []
+    for i, (blocks, depth) in enumerate(zip(fsla_blocks, depths)):
+        blocks = tuple(sorted(set(int(j) for j in blocks)))
+        if any(not 0 <= j < depth for j in blocks):
+            raise ValueError(f'fsla_blocks[{i}]={blocks} out of range: has '
+                             f'indices outside [0, {depth}) (stage depth)')
+        parsed.append(blocks)
+    return tuple(parsed)
+
+
+def parse_fsla_cfg(fsla_cfg: Optional[dict], defaults: dict) -> dict:
+    """``defaults`` updated with ``fsla_cfg``, whose keys must be
+    :data:`FSLA_OPTIONS`."""
+    unknown = set(fsla_cfg or {}) - set(FSLA_OPTIONS)
+    if unknown:
+        raise ValueError(f'unknown fsla_cfg keys {sorted(unknown)}; '
+                         f'allowed: {sorted(FSLA_OPTIONS)}')
+    return {**defaults, **(fsla_cfg or {})}
+
+
+def drop_path_rates(drop_path_rate: float,
+                    depths: Sequence[int]) -> List[List[float]]:
+    """Per stage, the stochastic depth of every block: rising linearly
+    from 0 (first block) to ``drop_path_rate`` (last block)."""
+    total = sum(depths)
+    rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+    starts = [sum(depths[:i]) for i in range(len(depths))]
+    return [rates[s:s + d] for s, d in zip(starts, depths)]
+
+
+def freeze_stages(backbone: nn.Module, frozen_stages: int,
+                  stem: Iterable[nn.Module]) -> None:
+    """Eval mode and no gradients for the stem (``frozen_stages >= 0``) and
+    for the first ``frozen_stages`` of ``backbone.stages`` with their output
+    norms ``norm{i}``."""
+    frozen = list(stem) if frozen_stages >= 0 else []
+    for i in range(frozen_stages):
+        frozen.append(backbone.stages[i])
+        if i in backbone.out_indices:
+            frozen.append(getattr(backbone, f'norm{i}'))
+    for module in frozen:
+        module.eval()
+        for param in module.parameters():
+            param.requires_grad = False
+
+
+class BaseBOATBlock(BaseModule):
+    """A BOAT block: image-space attention, optional FSLA, MLP.
+
+    A family's block sets :attr:`attention` (called as
+    ``attention(embed_dims, num_heads, qkv_bias=..., attn_drop=...,
+    proj_drop=..., **attn_cfg)``, then on ``(x, hw_shape)``) and
+    :attr:`fsla_drop_path`. The MLP is mmcv's ``FFN`` (GELU), stochastic
+    depth mmcv's ``drop_path``.
+
+    Args:
+        embed_dims (int): channels C.
+        num_heads (int): heads of the attention and of FSLA.
+        attn_cfg (dict): the family's arguments of :attr:`attention`.
+        mlp_ratio (float): MLP hidden channels / C. Default: 4.
+        with_fsla (bool): add the FSLA branch. Default: False.
+        fsla_cfg (dict, optional): FSLA options (:data:`FSLA_OPTIONS`).
+        qkv_bias (bool): bias in the qkv projections. Default: True.
+        drop_rate (float): dropout after projections and in the MLP.
+            Default: 0.
+        attn_drop_rate (float): dropout on attention weights. Default: 0.
+        drop_path_rate (float): stochastic depth of the branches.
+            Default: 0.
+        with_cp (bool): gradient checkpointing. Default: False.
+
+    Shape:
+        x: (B, H * W, C); returns (B, H * W, C).
+    """
+    #: the image-space attention
+    attention: Optional[type] = None
+    #: whether the FSLA branch has stochastic depth too
+    fsla_drop_path: bool = True
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 attn_cfg: dict,
+                 mlp_ratio: float = 4.,
+                 with_fsla: bool = False,
+                 fsla_cfg: Optional[dict] = None,
+                 qkv_bias: bool = True,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
+                 with_cp: bool = False,
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        self.with_cp = with_cp
+        self.drop_path_rate = drop_path_rate
+        self.norm1 = nn.LayerNorm(embed_dims)
+        self.attn = self.attention(
+            embed_dims,
+            num_heads,
+            qkv_bias=qkv_bias,
+            attn_drop=attn_drop_rate,
+            proj_drop=drop_rate,
+            **attn_cfg)
+        if with_fsla:
+            self.norm_fsla = nn.LayerNorm(embed_dims)
+            self.fsla = FeatureSpaceLocalAttention(
+                embed_dims,
+                num_heads,
+                qkv_bias=qkv_bias,
+                attn_drop=attn_drop_rate,
+                proj_drop=drop_rate,
+                **(fsla_cfg or {}))
+        else:
+            self.norm_fsla = self.fsla = None
+        self.norm2 = nn.LayerNorm(embed_dims)
+        self.ffn = FFN(
+            embed_dims=embed_dims,
+            feedforward_channels=int(embed_dims * mlp_ratio),
+            num_fcs=2,
+            ffn_drop=drop_rate,
+            dropout_layer=dict(type='DropPath', drop_prob=drop_path_rate),
+            act_cfg=dict(type='GELU'),
+            add_identity=True)
+
+    def _drop_path(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_path(x, self.drop_path_rate, self.training)
+
+    def forward(self, x: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
+
+        def _inner_forward(x):
+            x = x + self._drop_path(self.attn(self.norm1(x), hw_shape))
+            if self.fsla is not None:
+                y = self.fsla(self.norm_fsla(x), hw_shape)
+                x = x + (self._drop_path(y) if self.fsla_drop_path else y)
+            return self.ffn(self.norm2(x), identity=x)
+
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(_inner_forward, x, use_reentrant=False)
+        return _inner_forward(x)
+
+
+class BOATStage(BaseModule):
+    """Blocks of one resolution, then an optional merge to the next stage.
+
+    Args:
+        blocks (list[nn.Module]): the blocks, called on ``(x, hw_shape)``.
+        downsample (nn.Module, optional): the merge, called on
+            ``(x, hw_shape)`` and returning the merged tokens and grid.
+
+    Shape:
+        x: (B, H * W, C). Returns ``(x_down, down_hw, x, hw)``: the merged
+        tokens with their grid (``x`` itself without a merge) and the
+        output of the last block (B, H * W, C) with its grid.
+    """
+
+    def __init__(self,
+                 blocks: List[nn.Module],
+                 downsample: Optional[nn.Module] = None,
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        self.blocks = ModuleList(blocks)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor, hw_shape: HWShape):
+        for block in self.blocks:
+            x = block(x, hw_shape)
+        if self.downsample is None:
+            return x, hw_shape, x, hw_shape
+        x_down, down_hw_shape = self.downsample(x, hw_shape)
+        return x_down, down_hw_shape, x, hw_shape
+
+
+class BaseBOATBackbone(BaseModule):
+    """The part of a BOAT backbone that every family shares.
+
+    A family subclass sets the class attributes below, and its
+    ``__init__`` calls this one, builds its stem as ``self.patch_embed``
+    (image -> tokens and grid), then calls :meth:`build_stages`; it
+    implements :meth:`build_block` and :meth:`build_merging`.
+
+    Args:
+        arch (str | dict): a preset of :attr:`arch_zoo` (any case), or a
+            dict with the keys :attr:`arch_keys`.
+        mlp_ratio (float): MLP hidden / embed channels. Default: 4.
+        qkv_bias (bool): bias in the qkv projections. Default: True.
+        drop_rate (float): dropout after the projections and in the MLP.
+            Default: 0.
+        attn_drop_rate (float): dropout on attention weights. Default: 0.
+        drop_path_rate (float): stochastic depth, rising linearly from 0
+            over the blocks to this value (:func:`drop_path_rates`).
+            Default: 0.1.
+        out_indices (Sequence[int]): stages whose outputs are returned,
+            each through its LayerNorm ``norm{i}``. Default: (0, 1, 2, 3).
+        frozen_stages (int): freeze the stem (0) and the first
+            ``frozen_stages`` stages; -1 freezes nothing. Default: -1.
+        with_cp (bool): gradient checkpointing of every block.
+            Default: False.
+        fsla_cfg (dict, optional): FSLA options (``cluster_size``,
+            ``overlap``, ``num_iters``, ``temperature``, ``qk_scale``)
+            over the family's :attr:`default_fsla_cfg`.
+        init_cfg (dict, optional): see :meth:`init_weights`.
+    """
+    #: the family, for messages
+    family: str = 'BOAT'
+    #: presets: name (lower case) -> arch dict
+    arch_zoo: Dict[str, dict] = {}
+    #: keys of an arch dict: ``embed_dims``, then one value per stage each
+    arch_keys: Tuple[str, ...] = ('embed_dims', 'depths', 'num_heads')
+    #: FSLA options of the published models; the rest are FSLA's defaults
+    default_fsla_cfg: dict = {}
+    #: key prefixes of the family's unconverted official files
+    official_prefixes: Tuple[str, ...] = ()
+    #: the script that converts the official files
+    converter: str = ''
+    #: state-dict keys renamed since older versions of the backbone:
+    #: ``(version, pattern, replacement)``, a key (without the module's
+    #: prefix) of a state dict older than ``version`` that matches the
+    #: regular expression ``pattern`` is renamed by ``re.sub``
+    renamed_keys: Tuple[Tuple[int, str, str], ...] = ()
+
+    def __init__(self,
+                 arch: Union[str, dict],
+                 mlp_ratio: float = 4.,
+                 qkv_bias: bool = True,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.1,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 with_cp: bool = False,
+                 fsla_cfg: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg)
+        self.arch = self.parse_arch(arch)
+        self.embed_dims = self.arch['embed_dims']
+        self.depths = self.arch['depths']
+        self.num_heads = self.arch['num_heads']
+        self.num_stages = len(self.depths)
+        self.num_features = [
+            self.embed_dims * 2**i for i in range(self.num_stages)
+        ]
+        self.out_indices = parse_out_indices(out_indices, self.num_stages)
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, '
+                             f'{self.num_stages}], got {frozen_stages}')
+        self.frozen_stages = frozen_stages
+        self.fsla_cfg = parse_fsla_cfg(fsla_cfg, self.default_fsla_cfg)
+        self.drop_path_rate = drop_path_rate
+        self.block_cfg = dict(
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            drop_rate=drop_rate,
+            attn_drop_rate=attn_drop_rate,
+            with_cp=with_cp)
+
+    @classmethod
+    def parse_arch(cls, arch: Union[str, dict]) -> dict:
+        """A preset name (any case) or an arch dict -> a new, checked arch
+        dict: ``embed_dims`` an int, the other keys tuples of ints, one per
+        stage."""
+        keys, zoo = cls.arch_keys, cls.arch_zoo
+        first = next(iter(zoo.values()), {})
+        example = ', '.join(f'{k}={v}' for k, v in first.items())
+        hint = (f'use one of {sorted(zoo)} or a dict with keys '
+                f'{list(keys)}, e.g. dict({example})')
+        if isinstance(arch, str):
+            if arch.lower() not in zoo:
+                raise ValueError(f'unknown {cls.family} arch {arch!r}: {hint}')
+            arch = zoo[arch.lower()]
+        elif not isinstance(arch, dict):
+            raise ValueError(f'arch must be a preset name or a dict, got '
+                             f'{type(arch).__name__}: {hint}')
+        missing = [k for k in keys if k not in arch]
+        unknown = sorted(set(arch) - set(keys))
+        if missing or unknown:
+            raise ValueError(f'{cls.family} arch dict: missing keys '
+                             f'{missing}, unknown keys {unknown}: {hint}')
+        parsed = dict(embed_dims=int(arch['embed_dims']))
+        for k in keys[1:]:
+            parsed[k] = tuple(int(v) for v in arch[k])
+        per_stage = {k: parsed[k] for k in keys[1:]}
+        if not parsed['depths'] or len(set(map(len, per_stage.values()))) > 1:
+            raise ValueError(f'arch {", ".join(per_stage)} must have one '
+                             f'entry per stage, got {per_stage}')
+        if min(min(v) for v in per_stage.values()) < 1:
+            raise ValueError(f'arch {", ".join(per_stage)} must be >= 1, '
+                             f'got {per_stage}')
+        for i, h in enumerate(parsed['num_heads']):
+            if (parsed['embed_dims'] * 2**i) % h:
+                raise ValueError(
+                    f'stage {i} has {parsed["embed_dims"] * 2**i} channels, '
+                    f'not divisible by num_heads[{i}]={h}')
+        return parsed
+
+    def build_stages(self, fsla_blocks: Sequence[Sequence[int]],
+                     **block_cfg) -> None:
+        """Build the stages (:class:`BOATStage`), the output norms
+        ``norm{i}``, and freeze. ``block_cfg``: the family's arguments of
+        its blocks, added to the common ones."""
+        self.fsla_blocks = parse_fsla_blocks(fsla_blocks, self.depths)
+        rates = drop_path_rates(self.drop_path_rate, self.depths)
+        self.stages = ModuleList()
+        for i, depth in enumerate(self.depths):
+            blocks = [
+                self.build_block(
+                    i,
+                    j,
+                    with_fsla=j in self.fsla_blocks[i],
+                    fsla_cfg=self.fsla_cfg,
+                    drop_path_rate=rates[i][j],
+                    **self.block_cfg,
+                    **block_cfg) for j in range(depth)
+            ]
+            last = i == self.num_stages - 1
+            downsample = None if last else self.build_merging(i)
+            self.stages.append(BOATStage(blocks, downsample))
+        for i in self.out_indices:
+            self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
+        self._freeze_stages()
+
+    def build_block(self, stage: int, index: int, **kwargs) -> nn.Module:
+        """Block ``index`` of stage ``stage``, with the common ``kwargs``
+        (``with_fsla``, ``fsla_cfg``, ``drop_path_rate``, ``mlp_ratio``,
+        ...)."""
+        raise NotImplementedError
+
+    def build_merging(self, stage: int) -> nn.Module:
+        """The merge at the end of ``stage``: ``num_features[stage]`` ->
+        ``num_features[stage + 1]`` channels, half the resolution."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        x, hw_shape = self.patch_embed(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x, next_hw_shape, out, hw_shape = stage(x, hw_shape)
+            if i in self.out_indices:
+                out = getattr(self, f'norm{i}')(out)
+                out = out.view(-1, *hw_shape, self.num_features[i])
+                outs.append(out.permute(0, 3, 1, 2).contiguous())
+            hw_shape = next_hw_shape
+        return tuple(outs)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def _freeze_stages(self):
+        freeze_stages(self, self.frozen_stages, [self.patch_embed])
+
+    def init_weights(self):
+        """Initialise from scratch, then as ``init_cfg`` says.
+
+        From scratch (always first) as Swin / CSWin / BOAT: truncated
+        normal (std 0.02) for linear layers and relative position tables,
+        zero biases, LayerNorms at 1 / 0, convolutions at PyTorch's default.
+        Then, by ``init_cfg``:
+
+        - None: nothing more;
+        - ``dict(type='Pretrained', checkpoint=PATH)``: the file is read
+          with :func:`mmboat.utils.load_checkpoint_file` (no code from it
+          runs) and loaded by :func:`mmboat.utils.load_backbone_weights`.
+          Its ``state_dict`` may be a backbone's, a classifier's or a
+          detector's: with ``backbone.`` keys only those are used,
+          otherwise ``head.*`` and ``neck.*`` are ignored. Every weight of
+          the backbone must be there except the output norms ``norm{i}``
+          (a classification checkpoint only has the last); anything else
+          missing, unexpected or of the wrong shape raises a ValueError
+          listing the keys. Keys of older versions are renamed
+          (:meth:`upgrade_state_dict`);
+        - any other MMEngine initialiser (``dict(type='Kaiming',
+          layer='Linear')``, a list of them...): applied by MMEngine's
+          ``initialize`` over the from-scratch initialisation.
+        """
+        cfg = self.init_cfg
+        pretrained = isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'
+        if pretrained and 'checkpoint' not in cfg:
+            raise ValueError(
+                "init_cfg=dict(type='Pretrained', checkpoint=PATH) needs a "
+                f'checkpoint path, got {cfg}')
+        self.init_cfg = None  # the submodules' own init_weights first
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = cfg
+        self._init_from_scratch()
+        if pretrained:
+            load_backbone_weights(self, cfg['checkpoint'],
+                                  self.official_prefixes, self.converter)
+        elif cfg is not None:
+            initialize(self, cfg)
+
+    def _init_from_scratch(self):
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif hasattr(m, 'relative_position_bias_table'):
+                trunc_normal_(m.relative_position_bias_table, std=.02)
+
+    @classmethod
+    def upgrade_state_dict(cls,
+                           state_dict: dict,
+                           prefix: str = '',
+                           version: Optional[int] = None) -> dict:
+        """Rename in place the keys under ``prefix`` written by a version
+        of the backbone older than the current one (:attr:`renamed_keys`;
+        ``version`` None: unknown, every rename applies). Returns
+        ``state_dict``."""
+        for since, pattern, replacement in cls.renamed_keys:
+            if version is not None and version >= since:
+                continue
+            regex = re.compile(pattern)
+            for key in [k for k in state_dict if k.startswith(prefix)]:
+                new = prefix + regex.sub(replacement, key[len(prefix):])
+                if new != key:
+                    state_dict[new] = state_dict.pop(key)
+        return state_dict
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args,
+                              **kwargs):
+        self.upgrade_state_dict(state_dict, prefix,
+                                local_metadata.get('version'))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      *args, **kwargs)
