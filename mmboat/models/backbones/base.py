@@ -117,7 +117,8 @@ class BaseBOATBlock(BaseModule):
     Args:
         embed_dims (int): channels C.
         num_heads (int): heads of the attention and of FSLA.
-        attn_cfg (dict): the family's arguments of :attr:`attention`.
+        attn_cfg (dict, optional): the family's arguments of
+            :attr:`attention`.
         mlp_ratio (float): MLP hidden channels / C. Default: 4.
         with_fsla (bool): add the FSLA branch. Default: False.
         fsla_cfg (dict, optional): FSLA options (:data:`FSLA_OPTIONS`).
@@ -140,7 +141,7 @@ class BaseBOATBlock(BaseModule):
     def __init__(self,
                  embed_dims: int,
                  num_heads: int,
-                 attn_cfg: dict,
+                 attn_cfg: Optional[dict] = None,
                  mlp_ratio: float = 4.,
                  with_fsla: bool = False,
                  fsla_cfg: Optional[dict] = None,
@@ -160,7 +161,7 @@ class BaseBOATBlock(BaseModule):
             qkv_bias=qkv_bias,
             attn_drop=attn_drop_rate,
             proj_drop=drop_rate,
-            **attn_cfg)
+            **(attn_cfg or {}))
         if with_fsla:
             self.norm_fsla = nn.LayerNorm(embed_dims)
             self.fsla = FeatureSpaceLocalAttention(
