@@ -93,3 +93,16 @@ def run_classifier(model, x):
     for h in hooks:
         h.remove()
     return logits, [stage_outputs[i] for i in range(len(stage_outputs))]
+
+
+def count_params(model) -> int:
+    """Number of parameters of a model."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def fsla_map(backbone):
+    """Per stage, the indices of the blocks of a BOAT backbone that have
+    FSLA."""
+    return tuple(
+        tuple(j for j, b in enumerate(stage.blocks) if b.fsla is not None)
+        for stage in backbone.stages)

@@ -40,15 +40,17 @@ def test_clustering_groups_similar_tokens():
         assert labels[leaf].unique().numel() == 1
 
 
-@pytest.mark.parametrize('N,S,overlap,expected', [
-    (196, 49, 20, (2, 49, 20)),  # the published layout: no padding
-    (143, 49, 20, (2, 36, 20)),  # 4 leaves of 35-36
-    (33, 8, 7, (2, 9, 7)),  # 4 leaves of 8-9
-    (37, 4, 3, (3, 5, 3)),  # 8 leaves of 4-5
-    (20, 4, 3, (2, 5, 3)),
-    (10, 4, 3, (1, 5, 3)),  # overlap 3 kept: leaves of exactly 5
-    (42, 49, 20, (0, 42, 0)),  # a single cluster has no overlap
-])
+@pytest.mark.parametrize(
+    'N,S,overlap,expected',
+    [
+        (196, 49, 20, (2, 49, 20)),  # the published layout: no padding
+        (143, 49, 20, (2, 36, 20)),  # 4 leaves of 35-36
+        (33, 8, 7, (2, 9, 7)),  # 4 leaves of 8-9
+        (37, 4, 3, (3, 5, 3)),  # 8 leaves of 4-5
+        (20, 4, 3, (2, 5, 3)),
+        (10, 4, 3, (1, 5, 3)),  # overlap 3 kept: leaves of exactly 5
+        (42, 49, 20, (0, 42, 0)),  # a single cluster has no overlap
+    ])
 def test_layout_levels_leaf_size_and_overlap(N, S, overlap, expected):
     layout = cluster_layout(N, S, overlap, 'cpu')
     assert (layout.num_levels, layout.leaf_size, layout.overlap) == expected

@@ -48,10 +48,10 @@ def reference_fsla(m, x, hw):
                 keys = list(g)
                 if L > 0:
                     sib = groups[j ^ 1]
-                    keys += (sib[:o] if j % 2 == 0 else
-                             sib[max(0, len(sib) - o):])
-                att = torch.softmax(
-                    q[b, g, hd] @ k[b, keys, hd].T * m.scale, -1)
+                    start = max(0, len(sib) - o)
+                    keys += sib[:o] if j % 2 == 0 else sib[start:]
+                scores = q[b, g, hd] @ k[b, keys, hd].T * m.scale
+                att = torch.softmax(scores, -1)
                 out[b, g, hd] = att @ v[b, keys, hd]
     out = out.reshape(B, N, C)
     H, W = hw
@@ -65,8 +65,11 @@ def test_parity_with_published_module(name):
     ref = torch.load(reference_fixture(name), weights_only=True)
     arch = ref['arch']
     m = FeatureSpaceLocalAttention(
-        arch['dim'], arch['num_heads'], cluster_size=arch['cluster_size'],
-        overlap=arch['overlap'], qk_scale=arch['qk_scale'])
+        arch['dim'],
+        arch['num_heads'],
+        cluster_size=arch['cluster_size'],
+        overlap=arch['overlap'],
+        qk_scale=arch['qk_scale'])
     m.load_state_dict(ref['state_dict'])
     m.double().eval()
     with torch.no_grad():
@@ -74,17 +77,19 @@ def test_parity_with_published_module(name):
     assert rel_err(out, ref['output']) <= 1e-6
 
 
-@pytest.mark.parametrize('hw,cluster_size,overlap', [
-    ((14, 14), 49, 20),   # N = 49 * 4: exactly the published layout
-    ((7, 9), 49, 20),     # one cluster larger than S
-    ((10, 10), 49, 20),   # 2 leaves of 50
-    ((13, 11), 49, 20),   # 4 leaves, 1 padding slot
-    ((20, 17), 49, 20),   # 8 leaves, 4 padding slots
-    ((1, 1), 49, 20),
-    ((2, 3), 49, 20),
-    ((5, 7), 4, 3),       # 8 leaves of 4-5, deep tree
-    ((3, 11), 8, 7),      # overlap larger than some siblings
-])
+@pytest.mark.parametrize(
+    'hw,cluster_size,overlap',
+    [
+        ((14, 14), 49, 20),  # N = 49 * 4: exactly the published layout
+        ((7, 9), 49, 20),  # one cluster larger than S
+        ((10, 10), 49, 20),  # 2 leaves of 50
+        ((13, 11), 49, 20),  # 4 leaves, 1 padding slot
+        ((20, 17), 49, 20),  # 8 leaves, 4 padding slots
+        ((1, 1), 49, 20),
+        ((2, 3), 49, 20),
+        ((5, 7), 4, 3),  # 8 leaves of 4-5, deep tree
+        ((3, 11), 8, 7),  # overlap larger than some siblings
+    ])
 def test_matches_loop_reference_without_padding(hw, cluster_size, overlap):
     m = build(cluster_size=cluster_size, overlap=overlap)
     torch.manual_seed(1)
@@ -102,8 +107,8 @@ def test_batch_independence():
     with torch.no_grad():
         out = m(x, (13, 11))
         for i in range(3):
-            torch.testing.assert_close(out[i:i + 1], m(x[i:i + 1], (13, 11)),
-                                       rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(
+                out[i:i + 1], m(x[i:i + 1], (13, 11)), rtol=1e-12, atol=1e-12)
 
 
 def test_single_cluster_is_global_attention_plus_lepe():
@@ -115,9 +120,8 @@ def test_single_cluster_is_global_attention_plus_lepe():
         q, k, v = m.qkv(x).view(2, 42, 3, 2, 16).permute(2, 0, 3, 1, 4)
         att = torch.softmax(q @ k.transpose(-1, -2) * 16**-0.5, -1) @ v
         att = att.transpose(1, 2).reshape(2, 42, 32)
-        lepe = m.get_v(
-            v.transpose(1, 2).reshape(2, 42, 32).transpose(1, 2).reshape(
-                2, 32, 6, 7))
+        v_img = v.transpose(1, 2).reshape(2, 42, 32).transpose(1, 2)
+        lepe = m.get_v(v_img.reshape(2, 32, 6, 7))
         ref = m.proj(att + lepe.flatten(2).transpose(1, 2))
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
 
@@ -126,16 +130,16 @@ def test_single_cluster_is_global_attention_plus_lepe():
 def test_gradients_reach_all_parameters_and_gradcheck(hw):
     m = build(4, 2, cluster_size=4, overlap=2)
     torch.manual_seed(4)
-    x = torch.randn(2, hw[0] * hw[1], 4, dtype=torch.float64,
-                    requires_grad=True)
+    x = torch.randn(
+        2, hw[0] * hw[1], 4, dtype=torch.float64, requires_grad=True)
     params = dict(m.named_parameters())
 
     def f(x, *values):
         return torch.func.functional_call(m, dict(zip(params, values)),
                                           (x, hw))
 
-    assert torch.autograd.gradcheck(f, (x, *params.values()), eps=1e-6,
-                                    atol=1e-5)
+    assert torch.autograd.gradcheck(
+        f, (x, *params.values()), eps=1e-6, atol=1e-5)
     m.zero_grad()
     m(x, hw).square().sum().backward()
     for name in ('qkv.weight', 'qkv.bias', 'proj.weight', 'get_v.weight',
@@ -209,5 +213,5 @@ def test_lepe_is_get_v_on_the_values_in_image_order():
         out = m._lepe(m._project_qkv(x), (6, 7))
         v = m.qkv(x).view(2, 42, 3, 32)[:, :, 2]
         ref = m.get_v(v.transpose(1, 2).reshape(2, 32, 6, 7))
-    torch.testing.assert_close(out, ref.flatten(2).transpose(1, 2),
-                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        out, ref.flatten(2).transpose(1, 2), rtol=1e-12, atol=1e-12)
