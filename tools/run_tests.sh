@@ -30,11 +30,8 @@ for arg in "$@"; do
   esac
 done
 
-# What the lint checks, and what it leaves out for now: mmboat/models and
-# tests/models are being refactored and are formatted when that lands (then
-# empty LINT_PENDING).
+# What the lint checks.
 LINT_PATHS=(mmboat tools tests configs setup.py)
-LINT_PENDING=(mmboat/models tests/models)
 
 lint() {
   local bin="$VENV/bin" tool failed=()
@@ -44,44 +41,26 @@ lint() {
       return 1
     fi
   done
-  local flake8_ex=() isort_ex=() yapf_ex=() p
-  for p in ${LINT_PENDING[@]+"${LINT_PENDING[@]}"}; do
-    isort_ex+=(--extend-skip-glob "$p/*")
-    yapf_ex+=(--exclude "$p/**")
-  done
-  if [ "${#LINT_PENDING[@]}" -gt 0 ]; then  # one comma-separated list
-    flake8_ex=("--extend-exclude=$(IFS=,; echo "${LINT_PENDING[*]}")")
-  fi
-
   echo "[mmboat lint] flake8, isort, yapf over ${LINT_PATHS[*]}"
-  # (${a[@]+"${a[@]}"}: an empty array under `set -u` in any bash)
-  "$bin/flake8" ${flake8_ex[@]+"${flake8_ex[@]}"} "${LINT_PATHS[@]}" \
-    || failed+=(flake8)
-  "$bin/isort" --check-only --diff --quiet ${isort_ex[@]+"${isort_ex[@]}"} \
-    "${LINT_PATHS[@]}" || failed+=(isort)
+  "$bin/flake8" "${LINT_PATHS[@]}" || failed+=(flake8)
+  "$bin/isort" --check-only --diff --quiet "${LINT_PATHS[@]}" \
+    || failed+=(isort)
   # yapf --diff exits 1 when it would change a file, and prints the diff
-  "$bin/yapf" --diff -r -p ${yapf_ex[@]+"${yapf_ex[@]}"} "${LINT_PATHS[@]}" \
-    || failed+=(yapf)
+  "$bin/yapf" --diff -r -p "${LINT_PATHS[@]}" || failed+=(yapf)
 
   if [ "${#failed[@]}" -eq 0 ]; then
     echo "[mmboat lint] passed"
     return 0
   fi
-  local paths="${LINT_PATHS[*]}" flake8_skip="" isort_skip="" yapf_skip=""
-  local venv="$VENV"
+  local paths="${LINT_PATHS[*]}" venv="$VENV"
   [ "$venv" != "$REPO/.venv" ] || venv=.venv
-  [ "${#flake8_ex[@]}" -eq 0 ] || flake8_skip=" ${flake8_ex[0]}"
-  for p in ${LINT_PENDING[@]+"${LINT_PENDING[@]}"}; do
-    isort_skip+=" --extend-skip-glob '$p/*'"
-    yapf_skip+=" --exclude '$p/**'"
-  done
   {
     echo
     echo "[mmboat lint] FAILED: ${failed[*]} (output above). To fix, from the repository root:"
-    echo "[mmboat lint]   $venv/bin/isort$isort_skip $paths"
-    echo "[mmboat lint]   $venv/bin/yapf -i -r -p$yapf_skip $paths"
+    echo "[mmboat lint]   $venv/bin/isort $paths"
+    echo "[mmboat lint]   $venv/bin/yapf -i -r -p $paths"
     echo "[mmboat lint] then fix by hand what flake8 still reports (e.g. lines over 79 columns, unused imports):"
-    echo "[mmboat lint]   $venv/bin/flake8$flake8_skip $paths"
+    echo "[mmboat lint]   $venv/bin/flake8 $paths"
     echo "[mmboat lint] and check again with: bash tools/run_tests.sh --lint-only"
   } >&2
   return 1
