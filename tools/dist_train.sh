@@ -13,25 +13,4 @@
 #   PYTHON       interpreter (e.g. .venv/bin/python)  (default: python on PATH)
 # Without a visible CUDA GPU, tools/train.py runs the processes on the CPU
 # with the gloo backend.
-if [ $# -lt 2 ]; then
-  echo "usage: bash $0 CONFIG GPUS [PY_ARGS]" >&2
-  exit 2
-fi
-CONFIG=$1
-GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-PYTHON=${PYTHON:-python}
-
-PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$(dirname "$0")/train.py" \
-    "$CONFIG" \
-    --launcher pytorch "${@:3}"
+exec bash "$(dirname "$0")/dist_launch.sh" "$0" train "$@"

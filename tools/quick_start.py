@@ -26,6 +26,10 @@ from mmboat.apis import visualize
 from mmboat.datasets import make_tiny_datasets
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DESCRIPTION = ('Train, evaluate and draw a tiny BOAT model on the embedded '
+               'tiny-shapes data')
+BACKBONES = ('swin', 'cswin')  # BOAT-Swin, BOAT-CSWin
+# the tiny configs of configs/tiny/, by task ({} is the backbone)
 CONFIGS = dict(
     det='mask-rcnn_boat-{}-nano_fpn_tiny-shapes.py',
     seg='upernet_boat-{}-nano_tiny-shapes.py',
@@ -38,9 +42,7 @@ VAL_IMAGES = dict(
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Train, evaluate and draw a tiny BOAT model on the '
-        'embedded tiny-shapes data')
+    parser = argparse.ArgumentParser(description=DESCRIPTION)
     parser.add_argument(
         'task',
         nargs='?',
@@ -51,7 +53,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--backbone',
         default='swin',
-        choices=['swin', 'cswin'],
+        choices=BACKBONES,
         help='BOAT-Swin or BOAT-CSWin (default: %(default)s)')
     parser.add_argument(
         '--data-root',

@@ -27,37 +27,12 @@ from .base import BaseBOATBackbone, BaseBOATBlock
 
 class BOATCSWinBlock(BaseBOATBlock):
     """A CSWin block, optionally with FSLA between attention and MLP; every
-    branch has stochastic depth.
-
-    Args:
-        embed_dims (int): channels C.
-        num_heads (int): heads of the stripe attention and of FSLA.
-        split_size (int): stripe width.
-        full_attention (bool): attend over the whole map (last stage).
-            Default: False.
-        **kwargs: the arguments of :class:`~.base.BaseBOATBlock`
-            (``mlp_ratio``, ``with_fsla``, ``fsla_cfg``, ``qkv_bias``,
-            ``drop_rate``, ``attn_drop_rate``, ``drop_path_rate``,
-            ``with_cp``).
-
-    Shape:
-        x: (B, H*W, C); returns (B, H*W, C).
-    """
+    branch has stochastic depth. The arguments are those of
+    :class:`~.base.BaseBOATBlock`; ``attn_cfg`` holds ``split_size``
+    (the stripe width) and ``full_attention`` (attend over the whole map,
+    as the last stage does)."""
     attention = CrossShapedWindowAttention
     fsla_drop_path = True
-
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 split_size: int,
-                 full_attention: bool = False,
-                 **kwargs):
-        super().__init__(
-            embed_dims,
-            num_heads,
-            attn_cfg=dict(
-                split_size=split_size, full_attention=full_attention),
-            **kwargs)
 
 
 @MODELS.register_module()
@@ -125,11 +100,14 @@ class BOATCSWinTransformer(BaseBOATBackbone):
         self.build_stages(fsla_blocks)
 
     def build_block(self, stage: int, index: int, **kwargs) -> BOATCSWinBlock:
+        full_attention = stage == self.num_stages - 1
+        attn_cfg = dict(
+            split_size=self.arch['split_sizes'][stage],
+            full_attention=full_attention)
         return BOATCSWinBlock(
             self.num_features[stage],
             self.num_heads[stage],
-            split_size=self.arch['split_sizes'][stage],
-            full_attention=stage == self.num_stages - 1,
+            attn_cfg=attn_cfg,
             **kwargs)
 
     def build_merging(self, stage: int) -> ConvMerging:

@@ -21,38 +21,11 @@ from .base import BaseBOATBackbone, BaseBOATBlock
 
 class BOATSwinBlock(BaseBOATBlock):
     """Swin block (window attention, shifted or not) with an optional FSLA
-    branch, which has no stochastic depth.
-
-    Args:
-        embed_dims (int): channels C.
-        num_heads (int): heads of both attentions.
-        window_size (int): window side. Default: 7.
-        shift (bool): shifted windows (by ``window_size // 2``).
-            Default: False.
-        **kwargs: the arguments of :class:`~.base.BaseBOATBlock`
-            (``mlp_ratio``, ``with_fsla``, ``fsla_cfg``, ``qkv_bias``,
-            ``drop_rate``, ``attn_drop_rate``, ``drop_path_rate``,
-            ``with_cp``).
-
-    Shape:
-        x: (B, H * W, C); returns (B, H * W, C).
-    """
+    branch, which has no stochastic depth. The arguments are those of
+    :class:`~.base.BaseBOATBlock`; ``attn_cfg`` holds ``window_size`` and
+    ``shift_size`` (``window_size // 2`` in a shifted block, else 0)."""
     attention = PaddedShiftWindowMSA
     fsla_drop_path = False
-
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 window_size: int = 7,
-                 shift: bool = False,
-                 **kwargs):
-        super().__init__(
-            embed_dims,
-            num_heads,
-            attn_cfg=dict(
-                window_size=window_size,
-                shift_size=window_size // 2 if shift else 0),
-            **kwargs)
 
 
 def published_fsla_blocks(depths: Sequence[int],
@@ -151,13 +124,14 @@ class BOATSwinTransformer(BaseBOATBackbone):
             fsla_blocks = published_fsla_blocks(self.depths, window_size,
                                                 pretrain_img_size,
                                                 self.patch_size)
-        self.build_stages(fsla_blocks, window_size=window_size)
+        self.build_stages(fsla_blocks)
 
     def build_block(self, stage: int, index: int, **kwargs) -> BOATSwinBlock:
+        shift_size = self.window_size // 2 if index % 2 == 1 else 0
         return BOATSwinBlock(
             self.num_features[stage],
             self.num_heads[stage],
-            shift=index % 2 == 1,
+            attn_cfg=dict(window_size=self.window_size, shift_size=shift_size),
             **kwargs)
 
     def build_merging(self, stage: int) -> UnfoldMerging:
