@@ -1,8 +1,9 @@
 """Benchmark feature-space local attention (FSLA) against Swin's W-MSA.
 
 For the four Swin-T stage shapes at a given input size, times one FSLA layer
-and one window attention layer of the same dims (mmdet's ``ShiftWindowMSA``
-with window 7, no shift) in the same process, interleaved, and prints their
+and one window attention layer of the same dims (the one BOAT-Swin runs:
+``PaddedShiftWindowMSA``, mmpretrain's ``ShiftWindowMSA``, window 7, no
+shift) in the same process, interleaved, and prints their
 forward and forward+backward times and the ratio FSLA / W-MSA. Report
 ratios: absolute times on shared machines are noisy.
 
@@ -16,7 +17,8 @@ import time
 
 import torch
 
-from mmboat.models.layers import FeatureSpaceLocalAttention
+from mmboat.models.layers import (FeatureSpaceLocalAttention,
+                                  PaddedShiftWindowMSA)
 
 SWIN_T = [(96, 3), (192, 6), (384, 12), (768, 24)]  # (channels, heads)
 
@@ -34,8 +36,8 @@ def stage_grids(h, w, size_divisor=32):
 
 
 def build_wmsa(channels, heads):
-    from mmdet.models.backbones.swin import ShiftWindowMSA
-    return ShiftWindowMSA(channels, heads, window_size=7, shift_size=0)
+    """BOAT-Swin's own window attention (mmpretrain's), no shift."""
+    return PaddedShiftWindowMSA(channels, heads, window_size=7, shift_size=0)
 
 
 def timed(fn, device):
