@@ -22,12 +22,319 @@ class ToolFailed(Exception):
 MODEL_CASES = []
 
 # -------------------------------------------------------- checkpoints
-# init_cfg, load_from, converters, tools/test.py
-CHECKPOINT_CASES = []
+# init_cfg, load_from, converters, tools/test.py. Checkpoints are read
+# without running code from them (mmboat/utils/checkpoint.py); a model
+# with an mmboat backbone loads only a checkpoint that fits it weight for
+# weight (tools/test.py, load_from, resume, init_cfg), unless a partial
+# load is asked for (--allow-partial, allow_partial_load=True); the
+# converters only read their source and replace their destination by a
+# complete file (mmboat/converters/cli.py).
+from mmboat.utils.checkpoint import CheckpointError  # noqa: E402
+
+_CKPT_ARCHS = dict(
+    swin=dict(embed_dims=16, depths=(1, 1), num_heads=(1, 2)),
+    cswin=dict(
+        embed_dims=16, depths=(1, 1), num_heads=(2, 4), split_sizes=(1, 7)))
+_CKPT_BACKBONES = dict(
+    swin='BOATSwinTransformer', cswin='BOATCSWinTransformer')
+_CKPT_OFFICIAL = dict(
+    swin=('boat_swin_mini_official.pth', 'tiny.pth'),
+    cswin=('boat_cswin_mini_official.pth', 'cswin_tiny.pth.tar'))
+# an ImageClassifier with a small BOAT-Swin, on 2 classes of 1 image each
+_CKPT_CONFIG = '''
+_base_ = '{repo}/configs/boat_swin/boat-swin-t_16xb64_in1k.py'
+model = dict(
+    backbone=dict(arch=dict(_delete_=True, embed_dims=16, depths=(1, 1),
+                            num_heads=(1, 2)),
+                  out_indices=(1, ), init_cfg=None),
+    head=dict(num_classes=2, in_channels=32), train_cfg=None)
+data_preprocessor = dict(num_classes=2)
+loader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(_delete_=True, type='CustomDataset', data_root='{data}',
+                 pipeline=[dict(type='LoadImageFromFile'),
+                           dict(type='PackInputs')]))
+train_dataloader = val_dataloader = test_dataloader = loader
+val_evaluator = test_evaluator = dict(type='Accuracy', topk=(1, ))
+train_cfg = dict(max_epochs=1, val_interval=1)
+param_scheduler = [dict(type='ConstantLR', factor=1.0)]
+custom_hooks = []
+'''
+
+
+def _run_tool(script, *args, unchanged=()):
+    """``tools/<script>``'s ``main(args)`` in-process; the files of
+    ``unchanged`` must keep their bytes; a non-zero exit raises
+    ToolFailed with the tool's message."""
+    from tests.helpers import REPO_ROOT, call_tool_main
+    before = {path: path.read_bytes() for path in unchanged}
+    code = call_tool_main(REPO_ROOT / 'tools' / script, *args)
+    for path, data in before.items():
+        assert path.read_bytes() == data, f'{path} was changed'
+    if code not in (0, None):
+        raise ToolFailed(str(code))
+
+
+def _ckpt_save(tmp_path, name, obj):
+    import torch
+    torch.save(obj, tmp_path / name)
+    return tmp_path / name
+
+
+def _ckpt_mmboat(tmp_path, family, head=True, **arch):
+    """An mmboat checkpoint of a small ImageClassifier of ``family`` (its
+    arch dict updated with ``arch``), with or without its head."""
+    from tests.helpers import build_classifier
+    model = build_classifier(_CKPT_BACKBONES[family],
+                             dict(_CKPT_ARCHS[family], **arch), 2)
+    weights = {
+        k: v
+        for k, v in model.state_dict().items()
+        if head or not k.startswith('head.')
+    }
+    return _ckpt_save(tmp_path, f'{family}_mmboat.pth',
+                      dict(meta=dict(), state_dict=weights))
+
+
+def _ckpt_official(tmp_path, family):
+    """A copy of the reference mini file of ``family`` in the official
+    release format, under the name of a published file."""
+    import shutil
+
+    from tests.helpers import reference_fixture
+    fixture, name = _CKPT_OFFICIAL[family]
+    return shutil.copy(reference_fixture(fixture), tmp_path / name)
+
+
+def _ckpt_bytes(tmp_path):
+    """A .pth file of bytes that are not a checkpoint."""
+    (tmp_path / 'bytes.pth').write_bytes(bytes(range(7, 256)) * 4)
+    return tmp_path / 'bytes.pth'
+
+
+def _ckpt_integer_names(tmp_path, top_level=False):
+    """A checkpoint whose weight (under 'state_dict', or at its top level)
+    is named 0."""
+    import torch
+    weights = {0: torch.zeros(2)}
+    return _ckpt_save(tmp_path, 'int.pth',
+                      weights if top_level else dict(state_dict=weights))
+
+
+def _ckpt_truncated(tmp_path):
+    path = _ckpt_mmboat(tmp_path, 'swin')
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return path
+
+
+def _ckpt_config(tmp_path):
+    """The small BOAT-Swin classifier config and its data, in tmp_path."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.helpers import REPO_ROOT
+    for label in ('a', 'b'):
+        (tmp_path / 'data' / label).mkdir(parents=True)
+        Image.fromarray(np.zeros(
+            (32, 32, 3), np.uint8)).save(tmp_path / 'data' / label / '0.png')
+    config = tmp_path / f'{tmp_path.name}.py'  # a runner name of its own
+    config.write_text(
+        _CKPT_CONFIG.format(repo=REPO_ROOT, data=tmp_path / 'data'))
+    return config
+
+
+def _ckpt_test_tool(tmp_path, checkpoint, *options):
+    """tools/test.py of the small BOAT-Swin classifier with
+    ``checkpoint``, which must keep its bytes."""
+    _run_tool(
+        'test.py',
+        _ckpt_config(tmp_path),
+        checkpoint,
+        '--work-dir',
+        tmp_path / 'work',
+        *options,
+        unchanged=[checkpoint])
+
+
+def _ckpt_init(tmp_path, family, checkpoint):
+    """A small ``family`` backbone initialised from ``checkpoint``."""
+    from mmboat.models import backbones
+    cls = getattr(backbones, _CKPT_BACKBONES[family])
+    cls(arch=_CKPT_ARCHS[family],
+        out_indices=(1, ),
+        init_cfg=dict(type='Pretrained',
+                      checkpoint=str(checkpoint))).init_weights()
+
+
+def _ckpt_load_from(tmp_path, checkpoint):
+    """MMEngine's load_checkpoint (what load_from and resume use) with
+    mmboat's loader."""
+    import torch
+    from mmengine.runner import load_checkpoint
+
+    import mmboat  # noqa: F401 (registers its checkpoint loader)
+    load_checkpoint(torch.nn.Linear(2, 2), str(checkpoint))
+
+
+class _CkptForeignObject:
+    """Pickled as a call of ``print``: unpickling it would run code."""
+
+    def __reduce__(self):
+        return print, ('this ran', )
+
+
+def _ckpt_convert(tmp_path, family, destination, not_writable=False):
+    """The converter of ``family`` from a copy of its official mini file to
+    ``destination(source)``; the source must keep its bytes."""
+    from unittest import mock
+    src = _ckpt_official(tmp_path, family)
+    access = mock.patch('os.access', return_value=False) if not_writable \
+        else mock.MagicMock()
+    with access:
+        _run_tool(
+            f'model_converters/boat_{family}_to_mmboat.py',
+            src,
+            destination(src),
+            unchanged=[src])
+
+
+def _ckpt_link(src, kind):
+    """A ``kind`` ('symlink' or 'link') of ``src``."""
+    import os
+    link = src.parent / 'link.pth'
+    getattr(os, kind)(src, link)
+    return link
+
+
+CHECKPOINT_CASES = [
+    # finding 1: tools/test.py refuses a checkpoint that does not fit
+    ('test-tool-other-family', lambda tmp_path: _ckpt_test_tool(
+        tmp_path, _ckpt_mmboat(tmp_path, 'cswin')), ToolFailed,
+     "holds BOAT-CSWin weights (the mmboat layout of "
+     "BOATCSWinTransformer), but this model's backbone is "
+     'BOATSwinTransformer (BOAT-Swin)'),
+    ('test-tool-other-arch', lambda tmp_path: _ckpt_test_tool(
+        tmp_path, _ckpt_mmboat(tmp_path, 'swin', embed_dims=32)), ToolFailed,
+     'backbone.patch_embed.projection.weight: checkpoint (32, 3, 4, 4) vs '
+     'model (16, 3, 4, 4)'),
+    ('test-tool-no-head', lambda tmp_path: _ckpt_test_tool(
+        tmp_path, _ckpt_mmboat(tmp_path, 'swin', head=False)), ToolFailed,
+     'missing weights (2):\n  head.fc.weight\n  head.fc.bias\n'),
+    ('test-tool-official-release-file', lambda tmp_path: _ckpt_test_tool(
+        tmp_path, _ckpt_official(tmp_path, 'swin')), ToolFailed,
+     "tiny.pth is an official BOAT-Swin / Swin release file (Swin training "
+     "format, weights under 'model'), not an mmboat checkpoint: convert it "
+     'first with\n    python tools/model_converters/boat_swin_to_mmboat.py'),
+    ('test-tool-truncated',
+     lambda tmp_path: _ckpt_test_tool(tmp_path, _ckpt_truncated(tmp_path)),
+     ToolFailed, 'the file looks truncated or corrupt'),
+    ('train-tool-load-from-other-family', lambda tmp_path: _run_tool(
+        'train.py', _ckpt_config(tmp_path), '--work-dir', tmp_path / 'work',
+        '--cfg-options', f'load_from={_ckpt_mmboat(tmp_path, "cswin")}'),
+     ToolFailed, 'holds BOAT-CSWin weights'),
+    # finding 7: init_cfg names the family of a file of the other one
+    ('init-cfg-official-swin-into-cswin', lambda tmp_path: _ckpt_init(
+        tmp_path, 'cswin', _ckpt_official(tmp_path, 'swin')), CheckpointError,
+     'is an official BOAT-Swin / Swin release file (Swin '
+     "training format, weights under 'model'), not an mmboat checkpoint, "
+     'and of the other family'),
+    ('init-cfg-mmboat-cswin-into-swin', lambda tmp_path: _ckpt_init(
+        tmp_path, 'swin', _ckpt_mmboat(tmp_path, 'cswin')), CheckpointError,
+     "holds BOAT-CSWin weights (the mmboat layout of BOATCSWinTransformer), "
+     "but this model's backbone is BOATSwinTransformer"),
+    ('init-cfg-mmboat-swin-into-cswin', lambda tmp_path: _ckpt_init(
+        tmp_path, 'cswin', _ckpt_mmboat(tmp_path, 'swin')), CheckpointError,
+     'holds BOAT-Swin weights (the mmboat layout of BOATSwinTransformer)'),
+    ('init-cfg-integer-names', lambda tmp_path: _ckpt_init(
+        tmp_path, 'swin', _ckpt_integer_names(tmp_path)), CheckpointError,
+     'holds weights whose names are not strings (0)'),
+    # finding 8: load_from / resume of files that are not checkpoints
+    ('load-from-random-bytes',
+     lambda tmp_path: _ckpt_load_from(tmp_path, _ckpt_bytes(tmp_path)),
+     CheckpointError,
+     'is not a PyTorch checkpoint: it is neither a zip archive'),
+    ('load-from-truncated',
+     lambda tmp_path: _ckpt_load_from(tmp_path, _ckpt_truncated(tmp_path)),
+     CheckpointError, 'is a damaged zip archive: the file looks truncated'),
+    ('load-from-integer-names',
+     lambda tmp_path: _ckpt_load_from(tmp_path, _ckpt_integer_names(tmp_path)),
+     CheckpointError,
+     "its 'state_dict' holds weights whose names are not strings (0)"),
+    ('load-from-integer-names-top-level', lambda tmp_path: _ckpt_load_from(
+        tmp_path, _ckpt_integer_names(tmp_path, top_level=True)),
+     CheckpointError,
+     'its top level holds weights whose names are not strings (0)'),
+    ('load-from-official-release-file', lambda tmp_path: _ckpt_load_from(
+        tmp_path, _ckpt_official(tmp_path, 'cswin')), CheckpointError,
+     'is an official BOAT-CSWin / CSWin release file (timm training format'),
+    ('load-from-foreign-object', lambda tmp_path: _ckpt_load_from(
+        tmp_path,
+        _ckpt_save(tmp_path, 'foreign.pth', {
+            'state_dict': {},
+            'meta': _CkptForeignObject()
+        })), CheckpointError,
+     'print besides tensors and MMEngine training state'),
+    # finding 2: the converters never touch their source
+    ('convert-to-the-source',
+     lambda tmp_path: _ckpt_convert(tmp_path, 'swin', lambda src: src),
+     ToolFailed, 'is the source file'),
+    ('convert-to-a-symlink-to-the-source', lambda tmp_path: _ckpt_convert(
+        tmp_path, 'cswin', lambda src: _ckpt_link(src, 'symlink')), ToolFailed,
+     'is the source file'),
+    ('convert-to-a-hard-link-to-the-source', lambda tmp_path: _ckpt_convert(
+        tmp_path, 'swin', lambda src: _ckpt_link(src, 'link')), ToolFailed,
+     '(through a link)'),
+    ('convert-to-a-directory',
+     lambda tmp_path: _ckpt_convert(tmp_path, 'cswin', lambda src: src.parent),
+     ToolFailed, 'is a directory: give the path of the .pth file to write'),
+    ('convert-under-a-file', lambda tmp_path: _ckpt_convert(
+        tmp_path, 'swin', lambda src: src / 'out.pth'), ToolFailed,
+     'is a file, not a folder, so the folder'),
+    ('convert-to-a-folder-not-writable', lambda tmp_path: _ckpt_convert(
+        tmp_path,
+        'swin',
+        lambda src: src.parent / 'out.pth',
+        not_writable=True), ToolFailed,
+     'its folder is not writable; give a destination in a folder you can '
+     'write'),
+]
 
 # -------------------------------------------------------------- tools
-# command-line arguments of tools/
-TOOL_CASES = []
+# command-line arguments of tools/: a config path that is not a file ends
+# train.py / test.py with a message (mmboat/utils/runner_cli.py), never a
+# traceback. (tools/demo/image_demo.py already named a missing config.)
+
+
+def _tool_subprocess(script, *args):
+    """``tools/<script>`` in a fresh interpreter: no traceback, and
+    ToolFailed with its output when it exits non-zero."""
+    from tests.helpers import REPO_ROOT, run_tool
+    proc = run_tool(REPO_ROOT / 'tools' / script, *args)
+    assert 'Traceback' not in proc.stderr, proc.stderr
+    if proc.returncode:
+        raise ToolFailed(proc.stdout + proc.stderr)
+
+
+TOOL_CASES = [
+    # finding 9: a config path that does not exist
+    ('train-config-missing',
+     lambda tmp_path: _tool_subprocess('train.py', tmp_path / 'absent.py'),
+     ToolFailed, 'absent.py does not exist: give the path of a .py config; '
+     "mmboat's are under"),
+    ('test-config-missing-close-names', lambda tmp_path: _run_tool(
+        'test.py', 'configs/tiny/boat-swin-nano_tinyshapes.py', 'x.pth'),
+     ToolFailed, 'configs/tiny/boat-swin-nano_tiny-shapes.py'),
+    ('test-config-is-a-directory',
+     lambda tmp_path: _run_tool('test.py', tmp_path, 'x.pth'), ToolFailed,
+     'is a directory, not a config file'),
+    ('train-config-missing-in-process',
+     lambda tmp_path: _run_tool('train.py', tmp_path / 'absent.py'),
+     ToolFailed, 'absent.py does not exist'),
+    ('test-checkpoint-missing', lambda tmp_path: _run_tool(
+        'test.py', _ckpt_config(tmp_path), tmp_path / 'absent.pth'),
+     ToolFailed, 'absent.pth does not exist'),
+]
 
 CASES = MODEL_CASES + CHECKPOINT_CASES + TOOL_CASES
 

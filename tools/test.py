@@ -2,24 +2,32 @@
 mmpretrain that uses mmboat modules.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options ...]
+
+A CHECKPOINT whose weights do not fit a model with an mmboat backbone
+(missing, unexpected or misshapen weights, a file of the other family, an
+unconverted release file) stops the test with the list and what to do,
+unless ``--allow-partial`` asks to load the weights that fit.
 """
 import mmboat  # noqa: F401  (registers the mmboat modules)
-from mmboat.utils.runner_cli import (build_runner, load_runner_config,
+from mmboat.utils.runner_cli import (build_runner, check_checkpoint_path,
+                                     exit_on_clear_errors, load_runner_config,
                                      parse_runner_args, runner_parser)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = runner_parser('Test (and eval) a model', 'test config file path',
                            'where to save the evaluation')
     parser.add_argument('checkpoint', help='checkpoint file')
-    return parse_runner_args(parser)
+    return parse_runner_args(parser, argv)
 
 
-def main():
-    args = parse_args()
-    cfg = load_runner_config(args)
-    cfg.load_from = args.checkpoint
-    build_runner(cfg, training=False).test()
+def main(argv=None):
+    args = parse_args(argv)
+    with exit_on_clear_errors('test.py'):
+        cfg = load_runner_config(args)
+        check_checkpoint_path(args.checkpoint)
+        cfg.load_from = args.checkpoint
+        build_runner(cfg, training=False).test()
 
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@ uses mmboat modules.
     python tools/train.py CONFIG
     python tools/train.py CONFIG --resume    # from the latest checkpoint
     python tools/train.py CONFIG --amp --cfg-options key=value ...
+    python tools/train.py CONFIG --cfg-options load_from=CKPT --allow-partial
 
 The config's ``default_scope`` (mmdet / mmseg / mmpretrain) selects the
 library whose datasets, models and metrics are used; importing mmboat
@@ -12,11 +13,12 @@ registers its backbones and lets MMEngine load its own checkpoints on
 torch >= 2.6.
 """
 import mmboat  # noqa: F401  (registers the mmboat modules)
-from mmboat.utils.runner_cli import (build_runner, load_runner_config,
-                                     parse_runner_args, runner_parser)
+from mmboat.utils.runner_cli import (build_runner, exit_on_clear_errors,
+                                     load_runner_config, parse_runner_args,
+                                     runner_parser)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = runner_parser('Train a model', 'train config file path',
                            'where to save logs and models')
     parser.add_argument(
@@ -28,11 +30,17 @@ def parse_args():
         const='auto',
         help='resume from this checkpoint, or from the latest checkpoint in '
         'the work dir when no path is given')
-    return parse_runner_args(parser)
+    return parse_runner_args(parser, argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
+    with exit_on_clear_errors('train.py'):
+        train(args)
+
+
+def train(args):
+    """Train as the config and the options of ``args`` say."""
     cfg = load_runner_config(args)
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':

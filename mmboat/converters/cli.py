@@ -13,12 +13,13 @@ FSLA weights that start fresh when SRC is a plain Swin / CSWin file.
 """
 import argparse
 import os
+import secrets
 import sys
 from typing import List, Optional
 
 import torch
 
-from mmboat.utils.checkpoint import PUBLISHED_CHECKPOINTS
+from mmboat.utils.checkpoint import PUBLISHED_CHECKPOINTS, CheckpointError
 from .core import FAMILIES, Family, convert
 
 
@@ -86,17 +87,89 @@ def report(family: Family, converted: dict, src: str, dst: str) -> None:
             print(f'  {k}')
 
 
+def check_destination(src: str, dst: str) -> None:
+    """Refuse, before converting, a destination that would overwrite the
+    source (the same file, also through a symbolic or hard link) or that
+    cannot be written: an existing directory, a folder path through a
+    file, a folder that is not writable. Raises :class:`CheckpointError`.
+    """
+    if os.path.exists(src) and os.path.exists(dst) and os.path.samefile(
+            src, dst):
+        link = '' if os.path.abspath(src) == os.path.abspath(dst) else \
+            ' (through a link)'
+        raise CheckpointError(
+            f'the destination {dst} is the source file {src}{link}: '
+            'converting would overwrite the official file and lose what '
+            'else it holds (optimizer state, config, EMA weights); give '
+            'another destination, e.g. checkpoints/<name>_mmboat.pth')
+    if os.path.isdir(dst):
+        example = os.path.join(dst, 'model_mmboat.pth')
+        raise CheckpointError(
+            f'the destination {dst} is a directory: give the path of the '
+            f'.pth file to write, e.g. {example}')
+    folder = os.path.dirname(os.path.abspath(dst))
+    parent = folder
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise CheckpointError(
+            f'cannot write {dst}: {parent} is a file, not a folder, so the '
+            f'folder {folder} cannot be made')
+    if not os.access(parent, os.W_OK | os.X_OK):
+        what = 'its folder' if parent == folder else \
+            f'{parent}, where its folder {folder} would be made,'
+        raise CheckpointError(
+            f'cannot write {dst}: {what} is not writable; give a '
+            'destination in a folder you can write')
+
+
+def save_atomically(obj, dst: str) -> None:
+    """``torch.save(obj)`` into a new file of the destination's folder
+    (created if missing), renamed to ``dst`` once complete: an interrupted
+    or failed save never leaves half a file at ``dst`` and never touches
+    the file that was there. Raises :class:`CheckpointError` when the
+    folder cannot be created or written."""
+    folder = os.path.dirname(os.path.abspath(dst))
+    tmp = os.path.join(
+        folder, f'.{os.path.basename(dst)}.'
+        f'{os.getpid()}.{secrets.token_hex(4)}.tmp')
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(
+            f'cannot write {dst}: its folder {folder} cannot be made '
+            f'({e.strerror}); give a destination in a folder you can '
+            'write') from e
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:
+        raise CheckpointError(
+            f'cannot write {dst}: cannot create a file in its folder '
+            f'{folder} ({e.strerror}); give a destination in a folder you '
+            'can write') from e
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+        os.replace(tmp, dst)
+    except (OSError, RuntimeError) as e:  # e.g. a full disk
+        raise CheckpointError(f'cannot write {dst}: {e}') from e
+    finally:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+
+
 def main(family_key: str, argv: Optional[List[str]] = None) -> None:
     """Convert SRC into DST for the family ``FAMILIES[family_key]``; on
-    an error, exit with a message and write nothing."""
+    an error, exit with a message and write nothing: SRC is only read,
+    never written, and DST is replaced only by a complete file."""
     family = FAMILIES[family_key]
     args = vars(build_parser(family).parse_args(argv))
     src, dst = args.pop('src'), args.pop('dst')
     try:
+        check_destination(src, dst)
         converted = convert(family, src, **args)
+        converted['meta']['source_file'] = os.path.basename(src)
+        save_atomically(converted, dst)
     except ValueError as e:  # CheckpointError and refused architectures
         sys.exit(f'error: cannot convert {src}: {e}')
-    converted['meta']['source_file'] = os.path.basename(src)
-    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    torch.save(converted, dst)
     report(family, converted, src, dst)

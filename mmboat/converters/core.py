@@ -52,6 +52,9 @@ FORMATS = {
     'BOAT-Swin': (('layers.', 'patch_embed.'), 'Swin training format'),
     'BOAT-CSWin': (('stage1_conv_embed.', 'stage1.'), 'timm training format'),
 }
+#: name prefixes of mmboat weights (a model's, or a bare backbone's), which
+#: no official file has
+MMBOAT_PREFIXES = ('backbone.', 'stages.')
 
 
 def converter_script(name: str) -> str:
@@ -109,6 +112,10 @@ class KeyMap:
     def to_mmboat(self, key: str, num_stages: int) -> Optional[str]:
         """mmboat name of an official weight; None if no line knows it."""
         return self._rename(key, 0, num_stages - 1)
+
+    def knows_mmboat(self, key: str) -> bool:
+        """Whether a line of the table knows this mmboat weight name."""
+        return self._rename(key, 1) is not None
 
     def to_official(self, key: str) -> str:
         """Official name of an mmboat weight (for messages)."""
@@ -247,6 +254,100 @@ def _holds(weights, prefixes: Tuple[str, ...]) -> bool:
         isinstance(k, str) and k.startswith(prefixes) for k in weights)
 
 
+def _places(ckpt: dict) -> Dict[str, object]:
+    """Where a file may keep weights: :data:`WEIGHT_PLACES`,
+    :data:`EMA_PLACE` and the top level."""
+    places = {w: ckpt.get(w) for w in (*WEIGHT_PLACES, EMA_PLACE)}
+    places[TOP_LEVEL] = ckpt
+    return places
+
+
+def official_formats(ckpt: dict) -> List[Tuple[str, str]]:
+    """Format detection: ``(family name, where)`` for every place of
+    ``ckpt`` that holds weights of an official file of a family of
+    :data:`FORMATS`; empty for an mmboat file or any other."""
+    if not isinstance(ckpt, dict):
+        return []
+    return [
+        (name, where) for name, (signature, _) in FORMATS.items()
+        for where, weights in _places(ckpt).items()
+        if _holds(weights, signature) and not _holds(weights, MMBOAT_PREFIXES)
+    ]
+
+
+def family_of_backbone(backbone) -> Optional[Family]:
+    """The family of an mmboat backbone (instance or class), or None."""
+    cls = backbone if isinstance(backbone, type) else type(backbone)
+    return next((f for f in FAMILIES.values() if issubclass(cls, f.backbone)),
+                None)
+
+
+def mmboat_family(state_dict: dict, prefix: str = '') -> Optional[Family]:
+    """The family whose mmboat backbone names (:class:`KeyMap`) the weights
+    under ``prefix`` have: the one that knows the most of them, when it
+    knows more than any other family; None otherwise."""
+    keys = [
+        'backbone.' + k[len(prefix):] for k in state_dict
+        if isinstance(k, str) and k.startswith(prefix)
+    ]
+    known = sorted(((sum(f.key_map.knows_mmboat(k) for k in keys), f.key)
+                    for f in FAMILIES.values()),
+                   reverse=True)
+    if not known or known[0][0] == 0 or (len(known) > 1
+                                         and known[0][0] == known[1][0]):
+        return None
+    return FAMILIES[known[0][1]]
+
+
+def _converted_name(path: str) -> str:
+    name = os.path.basename(path)
+    for ext in ('.pth.tar', '.pth', '.tar', '.pt', '.bin'):
+        if name.endswith(ext):
+            name = name[:-len(ext)]
+            break
+    return f'checkpoints/{name}_mmboat.pth'
+
+
+def what_checkpoint_is(ckpt: dict,
+                       path: str,
+                       backbone=None,
+                       prefix: str = 'backbone.') -> str:
+    """Say what ``ckpt`` (read from ``path``) is when it is not an mmboat
+    checkpoint of ``backbone`` (an mmboat backbone, or None): an official
+    file of a family of :data:`FORMATS` (and the converter command that
+    makes an mmboat checkpoint of it), or an mmboat checkpoint of another
+    family (its weights under ``prefix``). '' when it is neither."""
+    model = family_of_backbone(backbone) if backbone is not None else None
+    this = '' if model is None else \
+        f'this model\'s backbone is {model.backbone.__name__} ({model.name})'
+    found = official_formats(ckpt)
+    if found:
+        name, where = found[0]
+        family = FAMILIES.get(name.lower())
+        plain = family.plain_name if family else name
+        text = (f'{path} is an official {name} / {plain} release file '
+                f"({FORMATS[name][1]}, weights under '{where}'), not an "
+                'mmboat checkpoint')
+        command = (f'    python {converter_script(name)} {path} '
+                   f'{_converted_name(path)}')
+        if model is None or model.name == name:
+            return f'{text}: convert it first with\n{command}'
+        return (f'{text}, and of the other family: {this}. Converted with\n'
+                f'{command}\nit initialises a {family.backbone.__name__}; '
+                f'for this model, convert a {model.name} / '
+                f'{model.plain_name} file with {model.converter}.')
+    state_dict = ckpt.get('state_dict', ckpt)
+    other = mmboat_family(state_dict, prefix) if isinstance(state_dict,
+                                                            dict) else None
+    if model is None or other is None or other is model:
+        return ''
+    return (f'{path} holds {other.name} weights (the mmboat layout of '
+            f'{other.backbone.__name__}), but {this}: use it with a '
+            f'{other.backbone.__name__} config, or give a {model.name} '
+            f'checkpoint (convert an official {model.name} / '
+            f'{model.plain_name} file with {model.converter}).')
+
+
 def pick_weights(ckpt: dict,
                  family: Family,
                  use_ema: bool = False) -> Tuple[Dict[str, torch.Tensor], str]:
@@ -254,22 +355,22 @@ def pick_weights(ckpt: dict,
 
     Looks in :data:`WEIGHT_PLACES`, then the top level (or only in
     :data:`EMA_PLACE` with ``use_ema``), and drops :data:`NON_WEIGHTS`.
-    A file of another family of :data:`FORMATS`, an mmboat file or one
-    without this family's weights raises :class:`CheckpointError`.
+    A file of another family of :data:`FORMATS` (:func:`official_formats`),
+    an mmboat file or one without this family's weights raises
+    :class:`CheckpointError`.
     """
-    places = {w: ckpt.get(w) for w in (*WEIGHT_PLACES, EMA_PLACE)}
-    places[TOP_LEVEL] = ckpt
-    for other, (signature, file_format) in FORMATS.items():
-        for where, sd in places.items():
-            if other != family.name and _holds(sd, signature):
-                raise CheckpointError(
-                    f'this is a {other} checkpoint ({file_format}, '
-                    f"'{signature[0]}*' weights under '{where}'), not a "
-                    f'{family.name} one: use {converter_script(other)}')
-    if any(_holds(sd, ('backbone.', )) for sd in places.values()):
+    places = _places(ckpt)
+    for other, where in official_formats(ckpt):
+        if other != family.name:
+            signature, file_format = FORMATS[other]
+            raise CheckpointError(
+                f'this is a {other} checkpoint ({file_format}, '
+                f"'{signature[0]}*' weights under '{where}'), not a "
+                f'{family.name} one: use {converter_script(other)}')
+    if any(_holds(sd, MMBOAT_PREFIXES) for sd in places.values()):
         raise CheckpointError(
-            'this is already an mmboat checkpoint (backbone.* keys): load it '
-            'directly, no conversion needed')
+            'this is already an mmboat checkpoint (backbone.* or stages.* '
+            'keys): load it directly, no conversion needed')
     found = [
         w for w in (*WEIGHT_PLACES, TOP_LEVEL)
         if _holds(places[w], family.signature)

@@ -1,7 +1,10 @@
-from .checkpoint import (CheckpointError, OpaqueObject, key_report,
-                         load_backbone_weights, load_checkpoint_file)
+from .checkpoint import (CheckpointError, CheckpointNotFoundError,
+                         OpaqueObject, UnsafeCheckpointError, check_model_fits,
+                         key_report, load_backbone_weights,
+                         load_checkpoint_file)
 
 __all__ = [
-    'CheckpointError', 'OpaqueObject', 'key_report', 'load_backbone_weights',
-    'load_checkpoint_file'
+    'CheckpointError', 'CheckpointNotFoundError', 'OpaqueObject',
+    'UnsafeCheckpointError', 'check_model_fits', 'key_report',
+    'load_backbone_weights', 'load_checkpoint_file'
 ]

@@ -10,11 +10,12 @@ state and runs nothing.
 """
 import codecs
 import collections
+import logging
 import os
 import pickle
 import re
 import zipfile
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -22,6 +23,14 @@ import torch
 
 class CheckpointError(ValueError):
     """A checkpoint file is unreadable, truncated or of the wrong kind."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A checkpoint file does not exist."""
+
+
+class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
+    """A checkpoint holds objects whose unpickling could run code."""
 
 
 class OpaqueObject(dict):
@@ -130,6 +139,41 @@ class _RestrictedPickleModule:
         return _RestrictedUnpickler(f, **kwargs).load()
 
 
+def looked_for(path: str) -> str:
+    """`` (looked for /absolute/path)`` for a relative ``path``, else ''."""
+    return '' if os.path.isabs(path) else \
+        f' (looked for {os.path.abspath(path)})'
+
+
+def checkpoint_not_found(path: str) -> CheckpointNotFoundError:
+    """The error for a checkpoint file ``path`` that does not exist."""
+    return CheckpointNotFoundError(
+        f'checkpoint file {path} does not exist{looked_for(path)}')
+
+
+#: how every zip archive (``torch.save``'s format since torch 1.6) starts
+ZIP_MAGIC = b'PK\x03\x04'
+
+
+def _unreadable(path: str, error: Exception) -> CheckpointError:
+    """A :class:`CheckpointError` saying why ``path`` cannot be read."""
+    with open(path, 'rb') as f:
+        head = f.read(len(ZIP_MAGIC))
+    if head == ZIP_MAGIC:
+        what = ('is a damaged zip archive: the file looks truncated or '
+                'corrupt (an interrupted download or save?); download or '
+                'save it again')
+    elif head[:1] == b'\x80':
+        what = ('is a damaged pickle: the file looks truncated or corrupt '
+                '(an interrupted download or save?); download or save it '
+                'again')
+    else:
+        what = ('is not a PyTorch checkpoint: it is neither a zip archive '
+                "(torch.save's format) nor a pickle")
+    return CheckpointError(f'cannot read checkpoint {path}: it {what} '
+                           f'({type(error).__name__}: {error})')
+
+
 def load_checkpoint_file(path: str, map_location='cpu') -> Dict[str, Any]:
     """Read a checkpoint file safely; see the module docstring.
 
@@ -144,7 +188,7 @@ def load_checkpoint_file(path: str, map_location='cpu') -> Dict[str, Any]:
         CheckpointError: missing, empty, truncated or non-PyTorch files.
     """
     if not os.path.isfile(path):
-        raise CheckpointError(f'checkpoint file not found: {path}')
+        raise CheckpointNotFoundError(f'checkpoint file not found: {path}')
     if os.path.getsize(path) == 0:
         raise CheckpointError(f'checkpoint file is empty: {path}')
     try:
@@ -154,19 +198,86 @@ def load_checkpoint_file(path: str, map_location='cpu') -> Dict[str, Any]:
             pickle_module=_RestrictedPickleModule,
             weights_only=False)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile,
-            ValueError, KeyError, AttributeError) as e:
-        hint = ''
-        if zipfile.is_zipfile(path) or 'zip' in str(e) or isinstance(
-                e, EOFError):
-            hint = ' The file looks truncated or corrupt: download it again.'
-        raise CheckpointError(
-            f'cannot read checkpoint {path}: {type(e).__name__}: {e}.{hint}'
-        ) from e
+            ValueError, KeyError, AttributeError, OSError) as e:
+        raise _unreadable(path, e) from e
     if not isinstance(obj, dict):
         raise CheckpointError(
             f'checkpoint {path} holds a {type(obj).__name__}, not a dict of '
             'weights; it is not a PyTorch training checkpoint')
     return obj
+
+
+def opaque_classes(obj, limit: int = 10000) -> List[str]:
+    """The classes of the :class:`OpaqueObject` s inside ``obj`` (what
+    :func:`load_checkpoint_file` read), sorted, each once."""
+    found, todo = set(), [obj]
+    while todo and limit > 0:
+        limit -= 1
+        item = todo.pop()
+        if isinstance(item, OpaqueObject):
+            found.add(item._pickle_class)
+        if isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            todo.extend(item)
+    return sorted(found)
+
+
+def unloadable_checkpoint_error(path: str,
+                                error: Exception) -> CheckpointError:
+    """Why torch's weights-only loader refused ``path`` (with ``error``),
+    found out without running code from it: the file is unreadable
+    (:func:`load_checkpoint_file` says why), or it holds objects other than
+    tensors and training state; for an official release file, with the
+    converter command that makes an mmboat checkpoint of it."""
+    try:
+        ckpt = load_checkpoint_file(path)
+    except CheckpointError as e:
+        return e
+    from mmboat.converters.core import what_checkpoint_is
+    classes = opaque_classes(ckpt)
+    if classes:
+        shown = ', '.join(
+            classes[:10]) + (', ...' if len(classes) > 10 else '')
+        objects = f'objects of {shown}'
+    else:  # what torch refused, in its own words
+        lines = re.sub(r'\x1b\[[0-9;]*m', '', str(error)).splitlines() or ['']
+        line = next((x for x in lines if 'WeightsUnpickler' in x), lines[0])
+        objects = f'objects ({type(error).__name__}: {line.strip()})'
+    advice = what_checkpoint_is(ckpt, path) or (
+        'Load only its weights: re-save them from a trusted environment, '
+        "e.g. torch.save({'state_dict': model.state_dict()}, 'new.pth').")
+    return UnsafeCheckpointError(
+        f'{path} holds {objects} besides tensors and MMEngine training '
+        'state; mmboat loads checkpoints without running code from them, '
+        f'and unpickling these could run code from the file.\n{advice}')
+
+
+def weights_of(ckpt, path: str, places=('state_dict', )) -> dict:
+    """The named weights of a checkpoint: its first entry of ``places``
+    that it has (MMEngine reads ``state_dict``), else its top level.
+    Raises :class:`CheckpointError` unless they are a dict whose names
+    are all strings."""
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(
+            f'checkpoint {path} holds a {type(ckpt).__name__}, not a dict of '
+            'weights; it is not a PyTorch training checkpoint')
+    where = next((p for p in places if p in ckpt), None)
+    state_dict = ckpt if where is None else ckpt[where]
+    what = 'its top level' if where is None else f"its '{where}'"
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(
+            f'checkpoint {path}: {what} holds a '
+            f'{type(state_dict).__name__}, not named weights')
+    bad = [k for k in state_dict if not isinstance(k, str)]
+    if bad:
+        shown = ', '.join(repr(k) for k in bad[:5])
+        more = ', ...' if len(bad) > 5 else ''
+        raise CheckpointError(
+            f'checkpoint {path}: {what} holds weights whose names are not '
+            f"strings ({shown}{more}): it is not a model's state dict, whose "
+            "names are strings such as 'backbone.patch_embed.norm.weight'")
+    return state_dict
 
 
 def key_report(title: str, keys, limit: int = 20) -> str:
@@ -177,6 +288,40 @@ def key_report(title: str, keys, limit: int = 20) -> str:
     more = f'\n  ... and {len(keys) - limit} more' if len(keys) > limit \
         else ''
     return f'{title} ({len(keys)}):\n{shown}{more}\n'
+
+
+class Fit(NamedTuple):
+    """How a state dict fits a model's: the names of the model's weights
+    it lacks, of its weights the model does not have, and a line per
+    weight of the wrong shape (or not a tensor)."""
+    missing: List[str]
+    unexpected: List[str]
+    mismatched: List[str]
+
+    def __bool__(self):
+        """True when something does not fit."""
+        return bool(self.missing or self.unexpected or self.mismatched)
+
+    def report(self) -> str:
+        return (key_report('missing weights', self.missing) +
+                key_report('unexpected weights', self.unexpected) +
+                key_report('shape mismatches', self.mismatched))
+
+
+def compare_weights(own: Dict[str, torch.Tensor], state_dict: dict) -> Fit:
+    """How ``state_dict`` fits ``own`` (a model's state dict)."""
+    mismatched = []
+    for k, v in state_dict.items():
+        if k not in own:
+            continue
+        if not torch.is_tensor(v):
+            mismatched.append(f'{k}: checkpoint holds a {type(v).__name__}, '
+                              'not a tensor')
+        elif v.shape != own[k].shape:
+            mismatched.append(f'{k}: checkpoint {tuple(v.shape)} vs model '
+                              f'{tuple(own[k].shape)}')
+    return Fit([k for k in own if k not in state_dict],
+               [k for k in state_dict if k not in own], mismatched)
 
 
 #: The published ImageNet-1k checkpoints of the BOAT code release, per
@@ -220,10 +365,8 @@ def missing_checkpoint_message(backbone: torch.nn.Module, path: str,
     else:
         source = release[1]
         what = f'the published {release[0]} weights ({source})'
-    where = '' if os.path.isabs(path) else \
-        f' (looked for {os.path.abspath(path)})'
     return (f'pretrained checkpoint {path} of {type(backbone).__name__} '
-            f'not found{where}. Convert {what} into it with:\n'
+            f'not found{looked_for(path)}. Convert {what} into it with:\n'
             f'    python {converter} {source} {path}\n'
             'or set the backbone\'s init_cfg=None to start from scratch.')
 
@@ -235,27 +378,35 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str,
 
     A missing file raises :class:`CheckpointError` with the converter
     command that makes it (:func:`missing_checkpoint_message`). The file is
-    read with :func:`load_checkpoint_file`. With ``backbone.*``
-    keys (an mmboat classifier checkpoint) only those are used; otherwise
-    ``head.*`` / ``neck.*`` are ignored. Output norms ``norm{i}`` may be
-    absent (a classifier has only the last one: they keep their fresh
+    read with :func:`load_checkpoint_file`. An official release file (of
+    any family: :func:`mmboat.converters.core.official_formats`) is refused
+    with the command that converts it. With ``backbone.*`` keys (an mmboat
+    classifier checkpoint) only those are used; otherwise ``head.*`` /
+    ``neck.*`` are ignored. Output norms ``norm{i}`` may be absent (a
+    classifier has only the last one: they keep their fresh
     initialisation) or unused; any other missing, unexpected or misshapen
-    weight raises :class:`CheckpointError` listing them all.
+    weight raises :class:`CheckpointError` listing them all, and saying so
+    when they are the weights of another family.
 
     Args:
         backbone (nn.Module): the model to load into.
         path (str): the checkpoint file.
-        official_prefixes (tuple[str]): key prefixes of the unconverted
-            release format, rejected with a pointer to ``converter``.
-        converter (str): the script that converts the release format.
+        official_prefixes (tuple[str]): key prefixes of unconverted files
+            beyond those of :data:`mmboat.converters.core.FORMATS`,
+            rejected with a pointer to ``converter``.
+        converter (str): the script that converts the backbone's family.
     """
     from mmengine.logging import print_log
+
+    from mmboat.converters.core import official_formats, what_checkpoint_is
     name = type(backbone).__name__
     if not os.path.isfile(path):
-        raise CheckpointError(
+        raise CheckpointNotFoundError(
             missing_checkpoint_message(backbone, path, converter))
     ckpt = load_checkpoint_file(path)
-    state_dict = ckpt.get('state_dict', ckpt.get('model', ckpt))
+    if official_formats(ckpt):
+        raise CheckpointError(what_checkpoint_is(ckpt, path, backbone))
+    state_dict = weights_of(ckpt, path, places=('state_dict', 'model'))
     if any(k.startswith(official_prefixes) for k in state_dict):
         raise CheckpointError(
             f'{path} is in the official release layout, not mmboat\'s: '
@@ -275,25 +426,21 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str,
     if upgrade is not None:  # keys written by older versions of the model
         upgrade(state_dict)
     own = backbone.state_dict()
+    fit = compare_weights(own, state_dict)
     is_output_norm = re.compile(r'norm\d+\.').match
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    fresh = [k for k in missing if is_output_norm(k)]
-    unused = [k for k in unexpected if is_output_norm(k)]
-    missing = [k for k in missing if k not in fresh]
-    unexpected = [k for k in unexpected if k not in unused]
-    mismatched = [
-        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-        for k, v in state_dict.items() if k in own and v.shape != own[k].shape
-    ]
-    if missing or unexpected or mismatched:
-        raise CheckpointError(
-            f'{path} does not fit this {name}:\n' +
-            key_report('missing weights', missing) +
-            key_report('unexpected weights', unexpected) +
-            key_report('shape mismatches', mismatched) +
+    fresh = [k for k in fit.missing if is_output_norm(k)]
+    unused = [k for k in fit.unexpected if is_output_norm(k)]
+    fit = Fit([k for k in fit.missing if k not in fresh],
+              [k for k in fit.unexpected if k not in unused], fit.mismatched)
+    if fit:
+        other = what_checkpoint_is({'state_dict': state_dict}, path, backbone,
+                                   '')
+        advice = 'Give a checkpoint of this family.' if other else (
             'Check arch and fsla_blocks against the checkpoint (its meta '
             'says how it was converted).')
+        raise CheckpointError(f'{path} does not fit this {name}:\n' +
+                              (f'{other}\n' if other else '') + fit.report() +
+                              advice)
     ours = {k: v for k, v in state_dict.items() if k in own}
     backbone.load_state_dict(ours, strict=False)
 
@@ -306,3 +453,80 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str,
          f'{norms(fresh)}' if fresh else '') +
         (f'; unused output norms: {norms(unused)}' if unused else ''),
         logger='current')
+
+
+#: the config key that lets :func:`check_model_fits` load a checkpoint
+#: that does not fit (``--allow-partial`` of tools/train.py, tools/test.py)
+PARTIAL_LOAD_KEY = 'allow_partial_load'
+
+
+def check_model_fits(model: torch.nn.Module,
+                     ckpt: dict,
+                     path: str,
+                     revise_keys=(),
+                     allow_partial: bool = False) -> None:
+    """Refuse to load ``ckpt`` (read from ``path``) into a ``model`` that
+    holds an mmboat backbone unless its weights fit, name for name and
+    shape for shape.
+
+    The names are those of ``ckpt['state_dict']`` (or its top level, as
+    MMEngine reads them) after ``revise_keys`` (MMEngine's ``(pattern,
+    replacement)`` pairs) and the backbones' own renames of older keys
+    (:meth:`upgrade_state_dict`). A model without an mmboat backbone is
+    not checked.
+
+    Raises:
+        CheckpointError: the weights do not fit: the missing, unexpected
+            and misshapen ones, and what the file is when it is an
+            official release file (with the converter command) or holds
+            another family's weights. With ``allow_partial`` the same is
+            logged as a warning instead.
+    """
+    from mmengine.logging import print_log
+
+    from mmboat.converters.core import official_formats, what_checkpoint_is
+    from mmboat.models.backbones.base import BaseBOATBackbone
+    backbones = [(f'{n}.' if n else '', m) for n, m in model.named_modules()
+                 if isinstance(m, BaseBOATBackbone)]
+    if not backbones:
+        return
+    state_dict = weights_of(ckpt, path)
+    metadata = getattr(state_dict, '_metadata', None) or {}
+    for pattern, replacement in revise_keys:
+        state_dict = {
+            re.sub(pattern, replacement, k): v
+            for k, v in state_dict.items()
+        }
+    for prefix, backbone in backbones:
+        version = metadata.get(prefix[:-1], {}).get('version')
+        type(backbone).upgrade_state_dict(state_dict, prefix, version)
+    fit = compare_weights(model.state_dict(), state_dict)
+    if not fit:
+        return
+    prefix, backbone = backbones[0]
+    what = what_checkpoint_is(ckpt, path, backbone, prefix)
+    # init_cfg (load_backbone_weights) takes the backbone's weights when
+    # they fit but for the output norms
+    in_backbone = re.compile(re.escape(prefix) + r'(?!norm\d+\.)').match
+    if not what and prefix and any(map(in_backbone, state_dict)) and not any(
+            map(in_backbone, fit.missing + fit.unexpected + fit.mismatched)):
+        what = (f'Its {prefix[:-1]} weights fit: to initialise only the '
+                f'{prefix[:-1]} from it, set model.{prefix}init_cfg='
+                f"dict(type='Pretrained', checkpoint='{path}').")
+    message = (f'checkpoint {path} does not fit the model '
+               f'({type(model).__name__} with a {type(backbone).__name__} '
+               f'{prefix[:-1] or "backbone"}):\n' +
+               (f'{what}\n' if what else '') +
+               ('' if official_formats(ckpt) else fit.report()))
+    if allow_partial:
+        print_log(
+            message + f'{PARTIAL_LOAD_KEY} is set: the weights that fit are '
+            'loaded, the others keep their initialisation.',
+            logger='current',
+            level=logging.WARNING)
+        return
+    raise CheckpointError(
+        message + 'Nothing was loaded. To load only the weights that fit and '
+        'keep the others as initialised, pass --allow-partial (tools/'
+        f'train.py, tools/test.py) or set {PARTIAL_LOAD_KEY} = True in the '
+        'config.')

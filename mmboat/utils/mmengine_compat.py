@@ -12,7 +12,11 @@ files by one that keeps ``weights_only=True`` and allows, for the duration
 of that one load, exactly the globals MMEngine writes. ``getattr`` (which
 pickle uses to name ``HistoryBuffer.min`` and friends) is allowed only on
 ``HistoryBuffer``'s public methods. Any other global still makes the load
-fail, so a foreign pickle cannot run code.
+fail, so a foreign pickle cannot run code; why it failed (not a checkpoint,
+truncated, foreign objects, an official release file to convert) is found
+out without running code from the file. It also makes the runner refuse a
+checkpoint that does not fit a model with an mmboat backbone, unless the
+config sets ``allow_partial_load=True`` (:func:`load_checkpoint_checked`).
 
 :func:`register_config_package` lets a config inherit mmboat's configs the
 way it inherits mmdet's, ``_base_ = 'mmboat::boat_swin/x.py'``: from
@@ -34,9 +38,14 @@ import pickle
 import torch
 from mmengine.config import Config
 from mmengine.logging.history_buffer import HistoryBuffer
-from mmengine.runner.checkpoint import CheckpointLoader
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import (CheckpointLoader, _load_checkpoint,
+                                        _load_checkpoint_to_model)
 
-from .checkpoint import numpy_safe_globals
+from .checkpoint import (PARTIAL_LOAD_KEY, CheckpointError, check_model_fits,
+                         checkpoint_not_found, numpy_safe_globals,
+                         unloadable_checkpoint_error, weights_of)
 
 PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -59,28 +68,61 @@ MMENGINE_SAFE_GLOBALS = [
 
 
 def load_local_checkpoint(filename, map_location=None):
-    """MMEngine's local-file checkpoint loader, with ``weights_only=True``."""
+    """MMEngine's local-file checkpoint loader, with ``weights_only=True``.
+
+    A missing file, a file that is not a checkpoint, one torch's
+    weights-only loader refuses (it is diagnosed by
+    :func:`~.checkpoint.unloadable_checkpoint_error`, which runs no code
+    from it) and weights whose names are not strings raise a
+    :class:`~.checkpoint.CheckpointError` that says which.
+    """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
+        raise checkpoint_not_found(filename)
+    if osp.getsize(filename) == 0:
+        raise CheckpointError(f'checkpoint file is empty: {filename}')
     try:
         with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
-            return torch.load(
+            ckpt = torch.load(
                 filename, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise pickle.UnpicklingError(
-            f'{filename} holds objects that are not tensors or MMEngine '
-            'training state, and loading it would run code from the file. '
-            'Published BOAT/Swin/CSWin release files must first go through '
-            "mmboat's converters in tools/model_converters/. "
-            f'Original error: {e}') from e
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError,
+            ValueError, KeyError, AttributeError) as e:
+        raise unloadable_checkpoint_error(filename, e) from e
+    weights_of(ckpt, filename)
+    return ckpt
+
+
+def load_checkpoint_checked(runner: Runner,
+                            filename: str,
+                            map_location='cpu',
+                            strict: bool = False,
+                            revise_keys=((r'^module.', ''), )):
+    """``Runner.load_checkpoint`` (``load_from``, ``resume``) that refuses
+    a checkpoint whose weights do not fit a model with an mmboat backbone
+    (:func:`~.checkpoint.check_model_fits`) unless the config sets
+    ``allow_partial_load=True`` (and ``strict`` is off). The rest is
+    MMEngine 0.10's method: read, ``after_load_checkpoint`` hooks, load.
+    """
+    checkpoint = _load_checkpoint(filename, map_location=map_location)
+    runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+    model = runner.model.module if is_model_wrapper(runner.model) \
+        else runner.model
+    partial = not strict and bool(runner.cfg.get(PARTIAL_LOAD_KEY, False))
+    check_model_fits(model, checkpoint, filename, revise_keys, partial)
+    checkpoint = _load_checkpoint_to_model(
+        model, checkpoint, strict, revise_keys=revise_keys)
+    runner._has_loaded = True
+    runner.logger.info(f'Load checkpoint from {filename}')
+    return checkpoint
 
 
 def register_checkpoint_loader():
     """Make MMEngine load local checkpoints with
-    :func:`load_local_checkpoint`."""
+    :func:`load_local_checkpoint`, and its runner check that they fit
+    (:func:`load_checkpoint_checked`)."""
     register = CheckpointLoader.register_scheme(prefixes='', force=True)
     register(load_local_checkpoint)
+    Runner.load_checkpoint = load_checkpoint_checked
 
 
 def register_config_package():

@@ -1,15 +1,83 @@
 """Command-line handling shared by ``tools/train.py`` and ``tools/test.py``:
-the common options, the config they give, and the runner built from it."""
+the common options, the config they give, and the runner built from it;
+errors whose message says what to do end the tool with that message, not
+a traceback (:func:`exit_on_clear_errors`)."""
 import argparse
+import contextlib
+import difflib
+import glob
 import os
 import os.path as osp
+import sys
 from typing import List, Optional
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from .checkpoint import (PARTIAL_LOAD_KEY, CheckpointError,
+                         checkpoint_not_found, looked_for)
 from .dist import use_cpu_distributed
+from .mmengine_compat import PACKAGE_DIR
+
+
+class ConfigNotFoundError(FileNotFoundError):
+    """The config file given to a tool does not exist."""
+
+
+def configs_folder() -> str:
+    """mmboat's configs: ``configs/`` of the repository (the installed
+    package's ``.mim/configs`` links or copies it)."""
+    repository = osp.join(osp.dirname(PACKAGE_DIR), 'configs')
+    return repository if osp.isdir(repository) else osp.join(
+        PACKAGE_DIR, '.mim', 'configs')
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the working directory when it is under it."""
+    inside = osp.abspath(path).startswith(os.getcwd() + os.sep)
+    return osp.relpath(path) if inside else path
+
+
+def check_config_path(path: str) -> None:
+    """Raise :class:`ConfigNotFoundError` naming ``path``, where it was
+    looked for, mmboat's configs folder and the configs of that folder with
+    the closest names, unless ``path`` is a file."""
+    if osp.isfile(path):
+        return
+    what = 'is a directory, not a config file' if osp.isdir(path) else \
+        'does not exist'
+    folder = configs_folder()
+    configs = glob.glob(osp.join(folder, '**', '*.py'), recursive=True)
+    names = {osp.basename(c): c for c in sorted(configs)}
+    close = difflib.get_close_matches(osp.basename(path), list(names), n=3)
+    hint = f"give the path of a .py config; mmboat's are under " \
+        f'{_shown(folder)}/'
+    if close:
+        hint += ', e.g. ' + ' or '.join(_shown(names[c]) for c in close)
+    else:
+        hint += ' (e.g. configs/tiny/boat-swin-nano_tiny-shapes.py)'
+    raise ConfigNotFoundError(
+        f'config file {path} {what}{looked_for(path)}: {hint}')
+
+
+def check_checkpoint_path(path: str) -> None:
+    """Raise :class:`~.checkpoint.CheckpointNotFoundError` unless ``path``
+    is a file or a URL (``scheme://...``, which MMEngine downloads)."""
+    if '://' not in path and not osp.isfile(path):
+        raise checkpoint_not_found(path)
+
+
+@contextlib.contextmanager
+def exit_on_clear_errors(tool: str):
+    """Turn the errors whose message says what is wrong and what to do (a
+    config that does not exist, a checkpoint that cannot be read, is of
+    another family or format, or does not fit the model) into the exit
+    of the tool with that message and status 1, without a traceback."""
+    try:
+        yield
+    except (ConfigNotFoundError, CheckpointError) as e:
+        sys.exit(f'{tool}: error: {e}')
 
 
 def runner_parser(description: str, config_help: str,
@@ -37,6 +105,15 @@ def parse_runner_args(parser: argparse.ArgumentParser,
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
+    parser.add_argument(
+        '--allow-partial',
+        action='store_true',
+        help='load a checkpoint whose weights do not fit the model: the '
+        'weights that fit are loaded, the others keep their initialisation '
+        '(a warning lists them). Without it, a checkpoint that does not fit '
+        'a model with an mmboat backbone (missing, unexpected or misshapen '
+        'weights, another family, an unconverted release file) stops the '
+        f'tool with the list. Same as {PARTIAL_LOAD_KEY}=True in the config')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -45,13 +122,17 @@ def parse_runner_args(parser: argparse.ArgumentParser,
 
 
 def load_runner_config(args: argparse.Namespace) -> Config:
-    """The config of ``args.config`` with ``--launcher``, ``--cfg-options``
-    and ``--work-dir`` applied; without a work dir in either, it is
-    ``./work_dirs/<config name>``."""
+    """The config of ``args.config`` with ``--launcher``, ``--cfg-options``,
+    ``--allow-partial`` and ``--work-dir`` applied; without a work dir in
+    either, it is ``./work_dirs/<config name>``. A config path that is not
+    a file raises :class:`ConfigNotFoundError`."""
+    check_config_path(args.config)
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if args.allow_partial:
+        cfg[PARTIAL_LOAD_KEY] = True
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:

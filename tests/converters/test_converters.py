@@ -1,5 +1,6 @@
 """What both converters promise (library and command line), tested on the
 mini official files of the reference fixtures, one family per parameter."""
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -324,3 +325,45 @@ def test_malicious_pickle_never_runs(case, official, tmp_path):
     # control: an unrestricted load does run the payload
     torch.load(src, weights_only=False)
     assert marker.exists()
+
+
+def test_destination_is_replaced_only_by_a_complete_file(
+        case, official, tmp_path, monkeypatch):
+    """The converted file is written next to the destination and renamed:
+    a save that fails leaves an existing destination as it was and no
+    temporary file behind; a save that succeeds replaces it."""
+    from mmboat.converters import cli
+    dst = tmp_path / 'out' / 'converted.pth'
+    dst.parent.mkdir()
+    dst.write_bytes(b'the previous file')
+    save = torch.save
+
+    def fail_halfway(obj, f):
+        f.write(b'half a file')
+        raise RuntimeError('No space left on device')
+
+    monkeypatch.setattr(cli.torch, 'save', fail_halfway)
+    code = call_tool_main(case.script, official, dst)
+    assert 'cannot write' in str(code) and 'No space left' in str(code)
+    assert dst.read_bytes() == b'the previous file'
+    assert sorted(p.name for p in dst.parent.iterdir()) == ['converted.pth']
+    monkeypatch.setattr(cli.torch, 'save', save)
+    assert call_tool_main(case.script, official, dst) == 0
+    assert sorted(p.name for p in dst.parent.iterdir()) == ['converted.pth']
+    assert 'state_dict' in load_checkpoint_file(str(dst))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert dst.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_source_is_never_written(case, official, tmp_path):
+    """Whatever the destination, the converter opens its source only for
+    reading: a read-only source converts, and stays as it was."""
+    src = tmp_path / official.name
+    src.write_bytes(official.read_bytes())
+    src.chmod(0o444)
+    before = src.read_bytes()
+    assert call_tool_main(case.script, src, tmp_path / 'new.pth') == 0
+    assert src.read_bytes() == before
+    assert call_tool_main(case.script, src, src) != 0
+    assert src.read_bytes() == before

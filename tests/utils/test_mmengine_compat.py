@@ -114,3 +114,118 @@ def test_foreign_pickle_cannot_run_code(tmp_path):
     torch.save({'meta': GetattrPayload()}, evil2)
     with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(ToyModel(), str(evil2))
+
+
+# --- load_from / resume into a model with an mmboat backbone: the weights
+# must fit (mmboat.utils.checkpoint.check_model_fits)
+
+
+class BoatToyModel(BaseModel):
+    """A model with a small mmboat backbone and a linear head."""
+
+    def __init__(self, family='swin', arch=None, out_indices=(1, )):
+        super().__init__()
+        from mmboat.models import backbones
+        archs = dict(
+            swin=dict(embed_dims=16, depths=(1, 1), num_heads=(1, 2)),
+            cswin=dict(
+                embed_dims=16,
+                depths=(1, 1),
+                num_heads=(2, 4),
+                split_sizes=(1, 7)))
+        backbone = dict(
+            swin=backbones.BOATSwinTransformer,
+            cswin=backbones.BOATCSWinTransformer)[family]
+        self.backbone = backbone(
+            arch=arch or archs[family], out_indices=out_indices)
+        self.head = nn.Linear(2, 1)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError
+
+
+def boat_runner(work_dir, model, load_from, **cfg):
+    return Runner(
+        model=model, work_dir=str(work_dir), load_from=str(load_from), cfg=cfg)
+
+
+def save_weights(path, model):
+    torch.save(dict(meta=dict(), state_dict=model.state_dict()), path)
+    return path
+
+
+def test_load_from_refuses_weights_of_the_other_family(tmp_path):
+    from mmboat.utils import CheckpointError
+    ckpt = save_weights(tmp_path / 'cswin.pth', BoatToyModel('cswin'))
+    model = BoatToyModel('swin')
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    runner = boat_runner(tmp_path, model, ckpt)
+    with pytest.raises(CheckpointError) as error:
+        runner.load_or_resume()
+    message = str(error.value)
+    assert f'checkpoint {ckpt} does not fit the model (BoatToyModel with a '\
+        'BOATSwinTransformer backbone)' in message
+    assert 'holds BOAT-CSWin weights' in message
+    assert 'missing weights (13):\n  backbone.patch_embed.projection.weight' \
+        in message
+    assert '--allow-partial' in message
+    for k, v in runner.model.state_dict().items():  # nothing was loaded
+        assert torch.equal(v, before[k]), k
+
+
+def test_allow_partial_load(tmp_path):
+    """allow_partial_load=True loads the weights that fit, with a
+    warning that lists the others."""
+    from unittest import mock
+    source = BoatToyModel('swin')
+    weights = {
+        k: v
+        for k, v in source.state_dict().items() if not k.startswith('head.')
+    }
+    torch.save(dict(state_dict=weights), tmp_path / 'headless.pth')
+    model = BoatToyModel('swin')
+    head = model.head.weight.clone()
+    runner = boat_runner(
+        tmp_path, model, tmp_path / 'headless.pth', allow_partial_load=True)
+    with mock.patch('mmengine.logging.print_log') as log:
+        runner.load_or_resume()
+    for k, v in weights.items():
+        assert torch.equal(runner.model.state_dict()[k], v), k
+    assert torch.equal(runner.model.head.weight, head)
+    warning = log.call_args.args[0]
+    assert 'missing weights (2):\n  head.weight\n  head.bias' in warning
+    assert 'allow_partial_load is set' in warning
+
+
+def test_load_from_checks_only_models_with_an_mmboat_backbone(tmp_path):
+    torch.save(
+        dict(state_dict={'other.weight': torch.zeros(1)}),
+        tmp_path / 'other.pth')
+    runner = make_runner(tmp_path, 1, load_from=str(tmp_path / 'other.pth'))
+    runner.load_or_resume()  # MMEngine's warning only, as before
+
+
+def test_load_from_a_version_1_backbone_checkpoint(tmp_path):
+    """Keys of an older version of the backbone (renamed on load) fit."""
+    from mmboat.utils import load_checkpoint_file
+    from tests.helpers import REPO_ROOT
+    legacy = load_checkpoint_file(
+        str(REPO_ROOT / 'tests' / 'assets' / 'boat_cswin_v1.pth'))
+    old = legacy['state_dict']
+    state_dict = collections.OrderedDict(
+        (f'backbone.{k}', v) for k, v in old.items())
+    state_dict._metadata = collections.OrderedDict(
+        (f'backbone.{k}' if k else 'backbone', v)
+        for k, v in old._metadata.items())
+    model = BoatToyModel('cswin', legacy['arch'], out_indices=(0, 1, 2))
+    state_dict.update({
+        f'head.{k}': v
+        for k, v in model.head.state_dict().items()
+    })
+    torch.save(dict(state_dict=state_dict), tmp_path / 'v1.pth')
+    runner = boat_runner(tmp_path, model, tmp_path / 'v1.pth')
+    runner.load_or_resume()
+    key = 'stages.0.blocks.0.ffn.fc1.weight'
+    assert torch.equal(
+        runner.model.backbone.stages[0].blocks[0].ffn.layers[0][0].weight,
+        old[key])
