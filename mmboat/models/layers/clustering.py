@@ -28,7 +28,7 @@ When ``N = S * 2**L`` there is no padding and the computation is exactly the
 one of the published BOAT models.
 """
 import math
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
@@ -176,6 +176,30 @@ def balanced_hierarchical_clustering(
         return _cluster(x, cluster_size, num_iters, temperature, overlap)
 
 
+def _stable_argsort(ratio: torch.Tensor) -> torch.Tensor:
+    """``ratio.argsort(dim=-1, stable=True)`` of a (B, G, T) tensor.
+
+    float32: one 1-D sort of unique int64 keys (row, ratio bits made
+    monotonic, position), which CPU and CUDA sort with a radix sort, much
+    faster than a segmented stable float sort. Equal ratios (``-0.0`` and
+    ``0.0`` included) keep their positions; NaNs sort last, in order.
+    """
+    B, G, T = ratio.shape
+    pos_bits = max(1, (T - 1).bit_length())
+    row_bits = max(1, (B * G - 1).bit_length())
+    if ratio.dtype != torch.float32 or row_bits + 32 + pos_bits > 63:
+        return ratio.argsort(dim=-1, stable=True)
+    arange = partial(torch.arange, device=ratio.device)
+    bits = ratio.view(torch.int32).long()
+    # IEEE order as unsigned: negatives reversed below positives
+    key = torch.where(bits < 0, -bits, bits + 2**31)
+    key.masked_fill_(ratio.isnan(), 2**32 - 1)
+    key = (key << pos_bits).add_(
+        arange(T)).add_(arange(B * G).view(B, G, 1) << (32 + pos_bits))
+    return key.view(-1).sort().values.view(B, G,
+                                           T).bitwise_and_(2**pos_bits - 1)
+
+
 def _split_ranks(q: torch.Tensor, inv_norm: torch.Tensor, level_layout,
                  num_iters: int, temperature: float) -> torch.Tensor:
     """Sorted ranks of one level's groups, in the slot layout of the level.
@@ -215,7 +239,7 @@ def _split_ranks(q: torch.Tensor, inv_norm: torch.Tensor, level_layout,
         big = torch.finfo(ratio.dtype).max
         ratio = torch.nan_to_num(ratio, nan=big, posinf=big)
         ratio = ratio.masked_fill(~valid, float('inf'))
-    perm = ratio.argsort(dim=-1, stable=True)
+    perm = _stable_argsort(ratio)
     if src is not None:
         perm = perm.gather(-1, src.expand(B, G, T))
     return perm

@@ -2,9 +2,11 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mmboat.models.layers import (balanced_hierarchical_clustering,
                                   cluster_layout, num_cluster_levels)
+from mmboat.models.layers.clustering import _stable_argsort
 
 
 @pytest.mark.parametrize('N,S', [(3136, 49), (100, 49), (143, 49), (340, 49),
@@ -71,3 +73,116 @@ def test_one_layout_cache_for_every_spelling_of_a_device():
     assert cluster_layout(143, 49, 20, torch.device('cpu')) is a
     assert a.leaf_valid.device == torch.device('cpu')
     assert cluster_layout(143, 49, 19, 'cpu') is not a
+
+
+# --- Bit-identity against the implementation before the speed work --------
+# A frozen copy of the clustering as it was (sort at every level, features
+# reordered with index_select). Every optimisation of ``clustering.py`` must
+# give exactly the same ``order`` (integers, so no tolerance) in float64 and
+# float32. Ties in the split ratio are broken by the current position in the
+# group (stable sort), NaN ratios sort last; random inputs have no ties in
+# float64 but do have some in float32 at large N.
+
+
+def _ref_split_ranks(q, inv_norm, level_layout, num_iters, temperature):
+    first, valid, src = level_layout
+    B, G, T, _ = q.shape
+    qt = q.transpose(-1, -2)
+    total = q.sum(2, keepdim=True)
+    if src is None:
+        first_sum = q[:, :, :T // 2].sum(2, keepdim=True)
+    else:
+        first_sum = torch.matmul(first.to(q.dtype)[:, None], q)
+    c1 = F.normalize(first_sum, dim=-1)
+    c2 = F.normalize(total - first_sum, dim=-1)
+    scaled_inv_norm = inv_norm * temperature
+    for _ in range(num_iters):
+        assign = torch.matmul(c1 - c2, qt).mul_(scaled_inv_norm).sigmoid_()
+        first_sum = torch.matmul(assign, q)
+        c1 = F.normalize(first_sum, dim=-1)
+        c2 = F.normalize(total - first_sum, dim=-1)
+    ratio = torch.matmul(c1, qt).mul_(inv_norm).add_(1).div_(
+        torch.matmul(c2, qt).mul_(inv_norm).add_(1)).view(B, G, T)
+    if src is not None:
+        big = torch.finfo(ratio.dtype).max
+        ratio = torch.nan_to_num(ratio, nan=big, posinf=big)
+        ratio = ratio.masked_fill(~valid, float('inf'))
+    perm = ratio.argsort(dim=-1, stable=True)
+    if src is not None:
+        perm = perm.gather(-1, src.expand(B, G, T))
+    return perm
+
+
+def _ref_cluster(x, cluster_size=49, num_iters=2, temperature=100.):
+    B, N, d = x.shape
+    L = num_cluster_levels(N, cluster_size)
+    m = -(-N // 2**L)
+    Np = m * 2**L
+    feats = torch.cat([x, x.new_zeros(B, Np - N, d)], dim=1) if Np > N else x
+    order = torch.arange(Np).expand(B, Np)
+    if L == 0:
+        return torch.where(order < N, order, -1).reshape(B, 1, m)
+    inv_norm = feats.norm(dim=-1).clamp_min(1e-12).reciprocal()
+    base = torch.arange(B)[:, None] * Np
+    # the layout (data-independent, tested above) is shared
+    levels = cluster_layout(N, cluster_size, 0, 'cpu').levels
+    for level, level_layout in enumerate(levels):
+        G, T = 2**level, Np >> level
+        perm = _ref_split_ranks(
+            feats.view(B, G, T, d), inv_norm.view(B, G, 1, T), level_layout,
+            num_iters, temperature)
+        perm = perm + (torch.arange(G) * T)[:, None]
+        perm = perm.view(B, Np)
+        order = order.gather(1, perm)
+        if level + 1 < L:
+            flat = (perm + base).view(-1)
+            feats = feats.reshape(B * Np, d).index_select(0, flat)
+            feats = feats.view(B, Np, d)
+            inv_norm = inv_norm.view(-1).index_select(0, flat).view(B, Np)
+    order = torch.where(order < N, order, -1)
+    return order.view(B, 2**L, m)
+
+
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    'N,S,d',
+    [
+        (3136, 49, 32),  # 56 x 56, 6 levels, no padding
+        (784, 49, 32),
+        (196, 49, 16),
+        (98, 49, 8),
+        (49, 49, 32),  # a single cluster
+        (30, 49, 8),
+        (1, 49, 8),
+        (143, 49, 16),  # padding at every level
+        (340, 49, 32),
+        (4200, 49, 32),  # 60 x 70, not 49 * 2**L
+        (1050, 49, 64),  # 25 x 42
+        (37, 4, 8),
+        (23, 8, 7),
+    ])
+def test_order_is_bit_identical_to_the_reference(N, S, d, dtype):
+    torch.manual_seed(N * 7 + d)
+    twins = torch.randn(2, (N + 1) // 2, d, dtype=dtype)  # exact ties
+    for x in (torch.randn(5, N, d,
+                          dtype=dtype), torch.rand(2, N, d, dtype=dtype) - 0.3,
+              twins.repeat_interleave(2, 1)[:, :N]):
+        order, _ = balanced_hierarchical_clustering(x, S, overlap=20)
+        assert torch.equal(order, _ref_cluster(x, S))
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_stable_argsort_matches_a_stable_float_sort(dtype):
+    # ties, signed zeros, negatives, infinities and NaNs, in groups
+    torch.manual_seed(0)
+    special = torch.tensor([
+        0., -0., 1., -1.,
+        float('inf'), -float('inf'),
+        float('nan'), -float('nan'), 1e-45, -1e-45, 3.4e38, -3.4e38
+    ],
+                           dtype=dtype)
+    pool = torch.cat([special, torch.randn(20, dtype=dtype)])
+    for B, G, T in [(3, 4, 50), (1, 1, 1), (2, 8, 7), (5, 1, 3000)]:
+        ratio = pool[torch.randint(len(pool), (B, G, T))]
+        assert torch.equal(
+            _stable_argsort(ratio), ratio.argsort(dim=-1, stable=True))
