@@ -28,7 +28,7 @@ When ``N = S * 2**L`` there is no padding and the computation is exactly the
 one of the published BOAT models.
 """
 import math
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
@@ -176,28 +176,27 @@ def balanced_hierarchical_clustering(
         return _cluster(x, cluster_size, num_iters, temperature, overlap)
 
 
-def _stable_argsort(ratio: torch.Tensor) -> torch.Tensor:
-    """``ratio.argsort(dim=-1, stable=True)`` of a (B, G, T) tensor.
+def _group_argsort(ratio: torch.Tensor) -> torch.Tensor:
+    """Flat ``argsort(dim=-1, stable=True)`` of a (B, G, T) tensor.
 
-    float32: one 1-D sort of unique int64 keys (row, ratio bits made
-    monotonic, position), which CPU and CUDA sort with a radix sort, much
-    faster than a segmented stable float sort. Equal ratios (``-0.0`` and
-    ``0.0`` included) keep their positions; NaNs sort last, in order.
+    Returns the index, into ``ratio.view(-1)``, of every element of every
+    group (row of T) in ascending order. Equal ratios (``-0.0`` and ``0.0``
+    included) keep their order; NaNs sort last, in order. float32: one 1-D
+    stable sort of int64 keys (group, ratio bits made monotonic), which CPU
+    and CUDA run as a radix sort, several times faster than a segmented
+    stable float sort.
     """
     B, G, T = ratio.shape
-    pos_bits = max(1, (T - 1).bit_length())
-    row_bits = max(1, (B * G - 1).bit_length())
-    if ratio.dtype != torch.float32 or row_bits + 32 + pos_bits > 63:
-        return ratio.argsort(dim=-1, stable=True)
-    arange = partial(torch.arange, device=ratio.device)
+    if ratio.dtype != torch.float32:
+        perm = ratio.argsort(dim=-1, stable=True)
+        return perm + torch.arange(
+            0, B * G * T, T, device=ratio.device).view(B, G, 1)
     bits = ratio.view(torch.int32).long()
     # IEEE order as unsigned: negatives reversed below positives
     key = torch.where(bits < 0, -bits, bits + 2**31)
     key.masked_fill_(ratio.isnan(), 2**32 - 1)
-    key = (key << pos_bits).add_(
-        arange(T)).add_(arange(B * G).view(B, G, 1) << (32 + pos_bits))
-    return key.view(-1).sort().values.view(B, G,
-                                           T).bitwise_and_(2**pos_bits - 1)
+    key += torch.arange(B * G, device=ratio.device).view(B, G, 1) << 32
+    return key.view(-1).sort(stable=True).indices.view(B, G, T)
 
 
 def _split_ranks(q: torch.Tensor, inv_norm: torch.Tensor, level_layout,
@@ -212,8 +211,8 @@ def _split_ranks(q: torch.Tensor, inv_norm: torch.Tensor, level_layout,
             :attr:`ClusterLayout.levels`.
 
     Returns:
-        Tensor: (B, G, T) long, the slot within its group that every slot
-        of the split groups reads from.
+        Tensor: (B, G, T) long, the row of ``q.view(-1, d)`` that every
+        slot of the split groups reads from.
     """
     first, valid, src = level_layout
     B, G, T, _ = q.shape
@@ -239,7 +238,7 @@ def _split_ranks(q: torch.Tensor, inv_norm: torch.Tensor, level_layout,
         big = torch.finfo(ratio.dtype).max
         ratio = torch.nan_to_num(ratio, nan=big, posinf=big)
         ratio = ratio.masked_fill(~valid, float('inf'))
-    perm = _stable_argsort(ratio)
+    perm = _group_argsort(ratio)
     if src is not None:
         perm = perm.gather(-1, src.expand(B, G, T))
     return perm
@@ -254,24 +253,22 @@ def _cluster(x, cluster_size, num_iters, temperature, overlap):
         x = x.float()
     # A zero row stands for padding: it adds nothing to any centroid.
     feats = torch.cat([x, x.new_zeros(B, Np - N, d)], dim=1) if Np > N else x
-    order = torch.arange(Np, device=x.device).expand(B, Np)
     if L == 0:
+        order = torch.arange(Np, device=x.device).expand(B, Np)
         order = torch.where(order < N, order, -1)
         return order.reshape(B, 1, m).contiguous(), layout
     inv_norm = feats.norm(dim=-1).clamp_min(1e-12).reciprocal()
-    base = torch.arange(B, device=x.device)[:, None] * Np
     for level, level_layout in enumerate(layout.levels):
         G, T = 2**level, Np >> level
-        perm = _split_ranks(
+        flat = _split_ranks(
             feats.view(B, G, T, d), inv_norm.view(B, G, 1, T), level_layout,
-            num_iters, temperature)
-        perm = perm + (torch.arange(G, device=x.device) * T)[:, None]
-        perm = perm.view(B, Np)
-        order = order.gather(1, perm)
+            num_iters, temperature).view(-1)  # rows of (B * Np)
+        # one index per level: the token each slot holds, and its features
+        order = flat if level == 0 else order.index_select(0, flat)
         if level + 1 < L:  # the last level only needs the order
-            flat = (perm + base).view(-1)
             feats = feats.reshape(B * Np, d).index_select(0, flat)
-            feats = feats.view(B, Np, d)
-            inv_norm = inv_norm.view(-1).index_select(0, flat).view(B, Np)
+            inv_norm = inv_norm.view(-1).index_select(0, flat)
+    order = order.view(B, Np) - torch.arange(
+        0, B * Np, Np, device=x.device)[:, None]
     order = torch.where(order < N, order, -1)
     return order.view(B, 2**L, m), layout
