@@ -18,8 +18,206 @@ class ToolFailed(Exception):
 
 
 # ------------------------------------------------------------- models
-# backbone arguments, tensors into backbones and FSLA
-MODEL_CASES = []
+# backbone arguments, tensors into backbones and FSLA. What is accepted is
+# checked in one place for both families,
+# mmboat/models/backbones/validate.py. Legitimate inputs are not refused
+# and have behaviour tests instead: an empty batch (0, 3, H, W) gives
+# empty outputs (tests/models/backbones/test_backbone_contract.py, and
+# (0, N, C) in tests/models/layers/test_feature_space_attention.py), and
+# both families run on images of any H, W >= 1, e.g. 1 x 500 or 1 x 1
+# (test_backbone_contract.py); only H or W = 0 is refused.
+
+
+def _model_backbone(family, arch=None, **kwargs):
+    """A small backbone of ``family`` ('swin' or 'cswin'), with entries of
+    its arch dict replaced by ``arch``."""
+    from mmboat.models.backbones import (BOATCSWinTransformer,
+                                         BOATSwinTransformer)
+    if family == 'swin':
+        cls = BOATSwinTransformer
+        small = dict(
+            embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))
+    else:
+        cls = BOATCSWinTransformer
+        small = dict(
+            embed_dims=16,
+            depths=(1, 2, 2, 1),
+            num_heads=(2, 2, 4, 8),
+            split_sizes=(1, 2, 7, 7))
+    return cls(arch=dict(small, **(arch or {})), **kwargs)
+
+
+def _model_run(family,
+               shape=(1, 3, 64, 64),
+               dtype='float32',
+               autocast=False,
+               numpy=False):
+    """A small eval backbone of ``family`` on zeros of ``shape`` and
+    ``dtype`` (as a numpy array if ``numpy``), under CPU autocast if
+    ``autocast``."""
+    import torch
+    model = _model_backbone(family).eval()
+    x = torch.zeros(shape, dtype=getattr(torch, dtype))
+    with torch.no_grad(), torch.autocast('cpu', enabled=autocast):
+        model(x.numpy() if numpy else x)
+
+
+def _model_meta_weights(family):
+    """Weights on the meta device, the input on the CPU."""
+    import torch
+    with torch.device('meta'):
+        model = _model_backbone(family)
+    model(torch.randn(1, 3, 32, 32))
+
+
+def _model_fsla(make_input=None, **kwargs):
+    """FSLA (32 channels, 2 heads, ``kwargs``) on ``make_input(torch)`` of
+    a 10 x 10 grid."""
+    import torch
+
+    from mmboat.models.layers import FeatureSpaceLocalAttention
+    fsla = FeatureSpaceLocalAttention(32, 2, **kwargs)
+    if make_input is not None:
+        fsla(make_input(torch), (10, 10))
+
+
+# (id, action(family), error, fragment), for both families
+_MODEL_BOTH_FAMILIES = [
+    # finding 3: bad backbone arguments; the same rules for both families
+    ('depths-0', lambda f: _model_backbone(f, dict(depths=(2, 0, 2, 1))),
+     ValueError, 'depths[1]=0 is not allowed: it must be an int >= 1'),
+    ('depths-negative',
+     lambda f: _model_backbone(f, dict(depths=(2, -3, 2, 2))), ValueError,
+     'depths[1]=-3 is not allowed: it must be an int >= 1'),
+    ('depths-fraction',
+     lambda f: _model_backbone(f, dict(depths=(2, 2.5, 2, 2))), TypeError,
+     'depths[1]=2.5 is not allowed: it must be an int'),
+    ('depths-string', lambda f: _model_backbone(f, dict(depths='2222')),
+     TypeError, "depths='2222' is not allowed: it must be a sequence"),
+    ('embed-dims-0', lambda f: _model_backbone(f, dict(embed_dims=0)),
+     ValueError, 'embed_dims=0 is not allowed: it must be an int >= 1'),
+    ('num-heads-0', lambda f: _model_backbone(f, dict(num_heads=(0, 2, 4, 8))),
+     ValueError, 'num_heads[0]=0 is not allowed: it must be an int >= 1'),
+    ('num-heads-not-dividing',
+     lambda f: _model_backbone(f, dict(num_heads=(2, 3, 4, 8))), ValueError,
+     'num_heads[1]=3 is not allowed: stage 1 has'),
+    ('drop-path-rate-negative',
+     lambda f: _model_backbone(f, drop_path_rate=-1), ValueError,
+     'drop_path_rate=-1 is not allowed: it must be a number in [0, 1)'),
+    ('drop-path-rate-2', lambda f: _model_backbone(f, drop_path_rate=2),
+     ValueError,
+     'drop_path_rate=2 is not allowed: it must be a number in [0, 1)'),
+    ('drop-path-rate-1', lambda f: _model_backbone(f, drop_path_rate=1.),
+     ValueError, 'drop_path_rate=1.0 is not allowed'),
+    ('drop-path-rate-nan',
+     lambda f: _model_backbone(f, drop_path_rate=float('nan')), ValueError,
+     'drop_path_rate=nan is not allowed'),
+    ('drop-rate-1.5', lambda f: _model_backbone(f, drop_rate=1.5), ValueError,
+     'drop_rate=1.5 is not allowed: it must be a number in [0'),
+    ('attn-drop-rate-negative',
+     lambda f: _model_backbone(f, attn_drop_rate=-0.1), ValueError,
+     'attn_drop_rate=-0.1 is not allowed'),
+    ('mlp-ratio-0', lambda f: _model_backbone(f, mlp_ratio=0), ValueError,
+     'mlp_ratio=0 is not allowed: it must be a number > 0'),
+    ('mlp-ratio-negative', lambda f: _model_backbone(f, mlp_ratio=-1),
+     ValueError, 'mlp_ratio=-1 is not allowed'),
+    ('mlp-ratio-no-hidden-channel',
+     lambda f: _model_backbone(f, mlp_ratio=0.01), ValueError,
+     'mlp_ratio=0.01 is not allowed'),
+    ('in-channels-0', lambda f: _model_backbone(f, in_channels=0), ValueError,
+     'in_channels=0 is not allowed: it must be an int >= 1'),
+    ('out-indices-out-of-range',
+     lambda f: _model_backbone(f, out_indices=(4, )), ValueError,
+     'out_indices=(4,) is not allowed'),
+    ('frozen-stages-5', lambda f: _model_backbone(f, frozen_stages=5),
+     ValueError,
+     'frozen_stages=5 is not allowed: it must be an int in [-1, 4]'),
+    ('fsla-blocks-flat', lambda f: _model_backbone(f, fsla_blocks=[1, 3]),
+     TypeError, 'fsla_blocks=[1, 3] is not allowed: it must hold one '
+     'sequence of block indices per stage'),
+    ('fsla-blocks-flat-one-per-stage',
+     lambda f: _model_backbone(f, fsla_blocks=[1, 1, 1, 1]), TypeError,
+     'fsla_blocks=[1, 1, 1, 1] is not allowed'),
+    ('fsla-blocks-negative',
+     lambda f: _model_backbone(f, fsla_blocks=[[-1], [], [], []]), ValueError,
+     'fsla_blocks[0]=-1 is not allowed'),
+    ('fsla-cfg-overlap-too-large',
+     lambda f: _model_backbone(f, fsla_cfg=dict(overlap=60)), ValueError,
+     'fsla_cfg.overlap=60 is not allowed: it must be in [0, cluster_size'),
+    ('fsla-cfg-temperature-0',
+     lambda f: _model_backbone(f, fsla_cfg=dict(temperature=0)), ValueError,
+     'fsla_cfg.temperature=0 is not allowed'),
+    ('fsla-cfg-qk-scale-negative',
+     lambda f: _model_backbone(f, fsla_cfg=dict(qk_scale=-1)), ValueError,
+     'fsla_cfg.qk_scale=-1 is not allowed'),
+    # finding 4: an image needs H, W >= 1 (every such size runs)
+    ('image-height-0', lambda f: _model_run(f, (1, 3, 0, 64)), ValueError,
+     'H and W must be >= 1'),
+    # finding 6: tensors the backbone cannot take, refused before the stem
+    ('input-4-channels', lambda f: _model_run(f, (1, 4, 64, 64)), ValueError,
+     'the backbone takes 3 channels (in_channels=3), the input has 4'),
+    ('input-1-channel', lambda f: _model_run(f, (2, 1, 64, 64)), ValueError,
+     'the input has 1. Fix: give 3-channel images'),
+    ('input-3d', lambda f: _model_run(f, (3, 64, 64)), ValueError,
+     'it must be a 4-D batch (B, 3, H, W), got 3-D. Fix: add the batch '
+     'axis'),
+    ('input-uint8', lambda f: _model_run(f, dtype='uint8'), TypeError,
+     'input dtype=torch.uint8 is not allowed: the backbone takes '
+     'floating-point images'),
+    ('input-int64', lambda f: _model_run(f, dtype='int64'), TypeError,
+     'input dtype=torch.int64 is not allowed'),
+    ('input-float16-into-float32', lambda f: _model_run(f, dtype='float16'),
+     TypeError, 'input dtype=torch.float16 is not allowed: the weights are '
+     'torch.float32'),
+    ('input-float64-into-float32', lambda f: _model_run(f, dtype='float64'),
+     TypeError, 'input dtype=torch.float64 is not allowed'),
+    ('input-float64-under-autocast',
+     lambda f: _model_run(f, dtype='float64', autocast=True), TypeError,
+     'input dtype=torch.float64 is not allowed'),
+    ('input-numpy', lambda f: _model_run(f, numpy=True), TypeError,
+     "input='ndarray' is not allowed: it must be a torch.Tensor"),
+    ('input-other-device', _model_meta_weights, ValueError,
+     'the weights are on meta'),
+]
+
+MODEL_CASES = [
+    (f'{family}-{name}', lambda tmp_path, a=action, f=family: a(f), error,
+     fragment) for family in ('swin', 'cswin')
+    for name, action, error, fragment in _MODEL_BOTH_FAMILIES
+] + [
+    # finding 3, arguments of one family
+    ('swin-window-size-0',
+     lambda tmp_path: _model_backbone('swin', window_size=0), ValueError,
+     'window_size=0 is not allowed: it must be an int >= 1'),
+    ('swin-window-size-negative',
+     lambda tmp_path: _model_backbone('swin', window_size=-1), ValueError,
+     'window_size=-1 is not allowed'),
+    ('swin-pretrain-img-size-0',
+     lambda tmp_path: _model_backbone('swin', pretrain_img_size=0), ValueError,
+     'pretrain_img_size=0 is not allowed'),
+    ('cswin-split-sizes-0',
+     lambda tmp_path: _model_backbone('cswin', dict(split_sizes=(0, 2, 7, 7))),
+     ValueError, 'split_sizes[0]=0 is not allowed: it must be an int >= 1'),
+    ('cswin-stripe-heads-odd',
+     lambda tmp_path: _model_backbone('cswin', dict(num_heads=(1, 2, 4, 8))),
+     ValueError, 'num_heads[0]=1 is not allowed: num_heads must be even'),
+    # FSLA's own arguments and tokens
+    ('fsla-cluster-size-1', lambda tmp_path: _model_fsla(cluster_size=1),
+     ValueError, 'cluster_size=1 is not allowed: it must be an int >= 2'),
+    ('fsla-overlap-too-large', lambda tmp_path: _model_fsla(overlap=49),
+     ValueError, 'overlap=49 is not allowed: it must be in [0, '
+     'cluster_size=49)'),
+    ('fsla-temperature-0', lambda tmp_path: _model_fsla(temperature=0),
+     ValueError, 'temperature=0 is not allowed: it must be a number > 0'),
+    ('fsla-qk-scale-0', lambda tmp_path: _model_fsla(qk_scale=0), ValueError,
+     'qk_scale=0 is not allowed'),
+    ('fsla-2d-tokens',
+     lambda tmp_path: _model_fsla(lambda torch: torch.randn(100, 32)),
+     ValueError, 'FSLA takes 3-D tokens (B, N, C)'),
+    ('fsla-wrong-channels',
+     lambda tmp_path: _model_fsla(lambda torch: torch.randn(1, 100, 16)),
+     ValueError, 'x has 16 channels, FSLA was built with embed_dims=32'),
+]
 
 # -------------------------------------------------------- checkpoints
 # init_cfg, load_from, converters, tools/test.py. Checkpoints are read

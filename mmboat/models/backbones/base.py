@@ -31,52 +31,10 @@ from mmengine.model.weight_init import initialize, trunc_normal_
 
 from mmboat.utils import load_backbone_weights
 from ..layers import FeatureSpaceLocalAttention
+from .validate import (check_backbone_args, check_image_batch, parse_arch,
+                       parse_fsla_blocks, parse_fsla_cfg, parse_out_indices)
 
 HWShape = Tuple[int, int]
-#: the options of FSLA that ``fsla_cfg`` may set
-FSLA_OPTIONS = ('cluster_size', 'overlap', 'num_iters', 'temperature',
-                'qk_scale')
-
-
-def parse_out_indices(out_indices: Union[int, Sequence[int]],
-                      num_stages: int) -> Tuple[int, ...]:
-    """Sorted, non-negative stage indices; negative ones count from the end."""
-    if isinstance(out_indices, int):
-        out_indices = (out_indices, )
-    parsed = []
-    for i in out_indices:
-        if not -num_stages <= i < num_stages:
-            raise ValueError(f'out_indices {tuple(out_indices)} out of '
-                             f'range for {num_stages} stages')
-        parsed.append(i % num_stages)
-    return tuple(sorted(set(parsed)))
-
-
-def parse_fsla_blocks(fsla_blocks: Sequence[Sequence[int]],
-                      depths: Sequence[int]) -> Tuple[Tuple[int, ...], ...]:
-    """Per stage, the sorted indices of the blocks that carry FSLA."""
-    if len(fsla_blocks) != len(depths):
-        raise ValueError(
-            f'fsla_blocks needs one list of block indices per stage '
-            f'({len(depths)}), got {fsla_blocks!r}')
-    parsed = []
-    for i, (blocks, depth) in enumerate(zip(fsla_blocks, depths)):
-        blocks = tuple(sorted(set(int(j) for j in blocks)))
-        if any(not 0 <= j < depth for j in blocks):
-            raise ValueError(f'fsla_blocks[{i}]={blocks} out of range: has '
-                             f'indices outside [0, {depth}) (stage depth)')
-        parsed.append(blocks)
-    return tuple(parsed)
-
-
-def parse_fsla_cfg(fsla_cfg: Optional[dict], defaults: dict) -> dict:
-    """``defaults`` updated with ``fsla_cfg``, whose keys must be
-    :data:`FSLA_OPTIONS`."""
-    unknown = set(fsla_cfg or {}) - set(FSLA_OPTIONS)
-    if unknown:
-        raise ValueError(f'unknown fsla_cfg keys {sorted(unknown)}; '
-                         f'allowed: {sorted(FSLA_OPTIONS)}')
-    return {**defaults, **(fsla_cfg or {})}
 
 
 def drop_path_rates(drop_path_rate: float,
@@ -121,7 +79,8 @@ class BaseBOATBlock(BaseModule):
             :attr:`attention`.
         mlp_ratio (float): MLP hidden channels / C. Default: 4.
         with_fsla (bool): add the FSLA branch. Default: False.
-        fsla_cfg (dict, optional): FSLA options (:data:`FSLA_OPTIONS`).
+        fsla_cfg (dict, optional): FSLA options
+            (:data:`.validate.FSLA_OPTIONS`).
         qkv_bias (bool): bias in the qkv projections. Default: True.
         drop_rate (float): dropout after projections and in the MLP.
             Default: 0.
@@ -242,6 +201,7 @@ class BaseBOATBackbone(BaseModule):
     Args:
         arch (str | dict): a preset of :attr:`arch_zoo` (any case), or a
             dict with the keys :attr:`arch_keys`.
+        in_channels (int): channels of the input images. Default: 3.
         mlp_ratio (float): MLP hidden / embed channels. Default: 4.
         qkv_bias (bool): bias in the qkv projections. Default: True.
         drop_rate (float): dropout after the projections and in the MLP.
@@ -260,6 +220,10 @@ class BaseBOATBackbone(BaseModule):
             ``overlap``, ``num_iters``, ``temperature``, ``qk_scale``)
             over the family's :attr:`default_fsla_cfg`.
         init_cfg (dict, optional): see :meth:`init_weights`.
+
+    Every argument is checked by :mod:`.validate`, the same way for every
+    family: a bad value raises a ValueError or TypeError naming it, what
+    is allowed and the fix.
     """
     #: the family, for messages
     family: str = 'BOAT'
@@ -281,6 +245,7 @@ class BaseBOATBackbone(BaseModule):
 
     def __init__(self,
                  arch: Union[str, dict],
+                 in_channels: int = 3,
                  mlp_ratio: float = 4.,
                  qkv_bias: bool = True,
                  drop_rate: float = 0.,
@@ -300,65 +265,50 @@ class BaseBOATBackbone(BaseModule):
         self.num_features = [
             self.embed_dims * 2**i for i in range(self.num_stages)
         ]
-        self.out_indices = parse_out_indices(out_indices, self.num_stages)
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, '
-                             f'{self.num_stages}], got {frozen_stages}')
-        self.frozen_stages = frozen_stages
-        self.fsla_cfg = parse_fsla_cfg(fsla_cfg, self.default_fsla_cfg)
-        self.drop_path_rate = drop_path_rate
-        self.block_cfg = dict(
+        args = check_backbone_args(
+            self.family,
+            self.embed_dims,
+            self.num_stages,
+            in_channels=in_channels,
             mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias,
             drop_rate=drop_rate,
             attn_drop_rate=attn_drop_rate,
+            drop_path_rate=drop_path_rate,
+            frozen_stages=frozen_stages)
+        self.in_channels = args['in_channels']
+        self.out_indices = parse_out_indices(out_indices, self.num_stages,
+                                             self.family)
+        self.frozen_stages = args['frozen_stages']
+        self.fsla_cfg = parse_fsla_cfg(fsla_cfg, self.default_fsla_cfg,
+                                       self.family)
+        self.drop_path_rate = args['drop_path_rate']
+        self.block_cfg = dict(
+            mlp_ratio=args['mlp_ratio'],
+            qkv_bias=qkv_bias,
+            drop_rate=args['drop_rate'],
+            attn_drop_rate=args['attn_drop_rate'],
             with_cp=with_cp)
 
     @classmethod
     def parse_arch(cls, arch: Union[str, dict]) -> dict:
         """A preset name (any case) or an arch dict -> a new, checked arch
         dict: ``embed_dims`` an int, the other keys tuples of ints, one per
-        stage."""
-        keys, zoo = cls.arch_keys, cls.arch_zoo
-        first = next(iter(zoo.values()), {})
-        example = ', '.join(f'{k}={v}' for k, v in first.items())
-        hint = (f'use one of {sorted(zoo)} or a dict with keys '
-                f'{list(keys)}, e.g. dict({example})')
-        if isinstance(arch, str):
-            if arch.lower() not in zoo:
-                raise ValueError(f'unknown {cls.family} arch {arch!r}: {hint}')
-            arch = zoo[arch.lower()]
-        elif not isinstance(arch, dict):
-            raise ValueError(f'arch must be a preset name or a dict, got '
-                             f'{type(arch).__name__}: {hint}')
-        missing = [k for k in keys if k not in arch]
-        unknown = sorted(set(arch) - set(keys))
-        if missing or unknown:
-            raise ValueError(f'{cls.family} arch dict: missing keys '
-                             f'{missing}, unknown keys {unknown}: {hint}')
-        parsed = dict(embed_dims=int(arch['embed_dims']))
-        for k in keys[1:]:
-            parsed[k] = tuple(int(v) for v in arch[k])
-        per_stage = {k: parsed[k] for k in keys[1:]}
-        if not parsed['depths'] or len(set(map(len, per_stage.values()))) > 1:
-            raise ValueError(f'arch {", ".join(per_stage)} must have one '
-                             f'entry per stage, got {per_stage}')
-        if min(min(v) for v in per_stage.values()) < 1:
-            raise ValueError(f'arch {", ".join(per_stage)} must be >= 1, '
-                             f'got {per_stage}')
-        for i, h in enumerate(parsed['num_heads']):
-            if (parsed['embed_dims'] * 2**i) % h:
-                raise ValueError(
-                    f'stage {i} has {parsed["embed_dims"] * 2**i} channels, '
-                    f'not divisible by num_heads[{i}]={h}')
+        stage (:func:`.validate.parse_arch`, then :meth:`check_arch`)."""
+        parsed = parse_arch(arch, cls.arch_zoo, cls.arch_keys, cls.family)
+        cls.check_arch(parsed)
         return parsed
+
+    @classmethod
+    def check_arch(cls, arch: dict) -> None:
+        """The family's own rules on a parsed arch dict (none here)."""
 
     def build_stages(self, fsla_blocks: Sequence[Sequence[int]],
                      **block_cfg) -> None:
         """Build the stages (:class:`BOATStage`), the output norms
         ``norm{i}``, and freeze. ``block_cfg``: the family's arguments of
         its blocks, added to the common ones."""
-        self.fsla_blocks = parse_fsla_blocks(fsla_blocks, self.depths)
+        self.fsla_blocks = parse_fsla_blocks(fsla_blocks, self.depths,
+                                             self.family)
         rates = drop_path_rates(self.drop_path_rate, self.depths)
         self.stages = ModuleList()
         for i, depth in enumerate(self.depths):
@@ -391,13 +341,20 @@ class BaseBOATBackbone(BaseModule):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """(B, in_channels, H, W) images -> one (B, C_i, H_i, W_i) map per
+        stage of ``out_indices``; an empty batch (B = 0) gives empty maps.
+        The input is checked first (:func:`.validate.check_image_batch`:
+        shapes, dtypes and devices only)."""
+        check_image_batch(x, self.in_channels,
+                          next(self.patch_embed.parameters()), self.family)
+        batch = x.shape[0]
         x, hw_shape = self.patch_embed(x)
         outs = []
         for i, stage in enumerate(self.stages):
             x, next_hw_shape, out, hw_shape = stage(x, hw_shape)
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(out)
-                out = out.view(-1, *hw_shape, self.num_features[i])
+                out = out.view(batch, *hw_shape, self.num_features[i])
                 outs.append(out.permute(0, 3, 1, 2).contiguous())
             hw_shape = next_hw_shape
         return tuple(outs)

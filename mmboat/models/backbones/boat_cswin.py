@@ -23,6 +23,7 @@ from typing import Optional, Sequence, Union
 from mmboat.registry import MODELS
 from ..layers import ConvMerging, ConvStem, CrossShapedWindowAttention
 from .base import BaseBOATBackbone, BaseBOATBlock
+from .validate import check_even_heads
 
 
 class BOATCSWinBlock(BaseBOATBlock):
@@ -93,11 +94,18 @@ class BOATCSWinTransformer(BaseBOATBackbone):
                  in_channels: int = 3,
                  fsla_blocks: Optional[Sequence[Sequence[int]]] = None,
                  **kwargs):
-        super().__init__(arch, **kwargs)
-        self.patch_embed = ConvStem(in_channels, self.embed_dims)
+        super().__init__(arch, in_channels=in_channels, **kwargs)
+        self.patch_embed = ConvStem(self.in_channels, self.embed_dims)
         if fsla_blocks is None:  # published: the even blocks of every stage
             fsla_blocks = tuple(tuple(range(0, d, 2)) for d in self.depths)
         self.build_stages(fsla_blocks)
+
+    @classmethod
+    def check_arch(cls, arch: dict) -> None:
+        """Stripe stages (all but the last) share their heads between the
+        two stripe directions: an even number."""
+        check_even_heads(arch['num_heads'], range(len(arch['depths']) - 1),
+                         cls.family)
 
     def build_block(self, stage: int, index: int, **kwargs) -> BOATCSWinBlock:
         full_attention = stage == self.num_stages - 1

@@ -17,6 +17,7 @@ from typing import Optional, Sequence, Tuple, Union
 from mmboat.registry import MODELS
 from ..layers import PaddedShiftWindowMSA, PatchStem, UnfoldMerging
 from .base import BaseBOATBackbone, BaseBOATBlock
+from .validate import check_image_size, check_int
 
 
 class BOATSwinBlock(BaseBOATBlock):
@@ -116,12 +117,19 @@ class BOATSwinTransformer(BaseBOATBackbone):
                  drop_rate: float = 0.,
                  fsla_blocks: Optional[Sequence[Sequence[int]]] = None,
                  **kwargs):
-        super().__init__(arch, drop_rate=drop_rate, **kwargs)
-        self.window_size = window_size
-        self.patch_embed = PatchStem(in_channels, self.embed_dims,
-                                     self.patch_size, drop_rate)
+        super().__init__(
+            arch, in_channels=in_channels, drop_rate=drop_rate, **kwargs)
+        self.window_size = check_int(
+            'window_size', window_size, 1,
+            'use e.g. window_size=7 (the published models)', self.family,
+            ' (window side in tokens)')
+        self.patch_embed = PatchStem(self.in_channels, self.embed_dims,
+                                     self.patch_size,
+                                     self.block_cfg['drop_rate'])
+        pretrain_img_size = check_image_size('pretrain_img_size',
+                                             pretrain_img_size, self.family)
         if fsla_blocks is None:
-            fsla_blocks = published_fsla_blocks(self.depths, window_size,
+            fsla_blocks = published_fsla_blocks(self.depths, self.window_size,
                                                 pretrain_img_size,
                                                 self.patch_size)
         self.build_stages(fsla_blocks)

@@ -16,6 +16,7 @@ from typing import Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmcv.cnn.bricks.transformer import PatchEmbed, PatchMerging
 from mmengine.model import BaseModule
 
@@ -73,9 +74,14 @@ class UnfoldMerging(PatchMerging):
 class ConvStem(BaseModule):
     """CSWin's patch embedding: Conv2d 7x7 stride 4 padding 2 + LayerNorm.
 
+    The convolution needs 3 pixels per side (7 with its padding); a side of
+    1 or 2 pixels is zero-padded at the bottom / right to 3 first, which is
+    the convolution's own zero padding, extended: any H, W >= 1 works and
+    larger images are untouched.
+
     Shape:
         x: (B, C_in, H, W); returns tokens (B, H'*W', C) and (H', W') with
-        ``H' = (H - 3) // 4 + 1``.
+        ``H' = (max(H, 3) - 3) // 4 + 1``.
     """
 
     def __init__(self, in_channels: int, embed_dims: int, init_cfg=None):
@@ -84,6 +90,9 @@ class ConvStem(BaseModule):
         self.norm = nn.LayerNorm(embed_dims)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, HWShape]:
+        pad_h, pad_w = max(3 - x.shape[2], 0), max(3 - x.shape[3], 0)
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
         x = self.proj(x)
         hw_shape = x.shape[2:]
         return self.norm(x.flatten(2).transpose(1, 2)), tuple(hw_shape)

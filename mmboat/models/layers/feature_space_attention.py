@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..backbones.validate import check_fsla_options, refuse
 from .clustering import ClusterLayout, balanced_hierarchical_clustering
 from .lepe import LePE
 
@@ -47,7 +48,7 @@ def _slot_maps(order: torch.Tensor, num_tokens: int,
     token_of_slot = ((arange(B)[:, None, None] * N + token) * h +
                      arange(h)[:, None]).view(-1)
     slot = torch.empty(BH, N + 1, dtype=torch.long, device=order.device)
-    where = torch.where(order < 0, N, order).view(BH, -1)
+    where = torch.where(order < 0, N, order).view(BH, G * m)
     slot.scatter_(1, where, arange(G * m).expand(BH, G * m))
     slot = slot[:, :N] + arange(BH)[:, None] * (G * m)
     slot_of_token = slot.view(B, h, N).transpose(1, 2).reshape(-1)
@@ -202,13 +203,13 @@ class FeatureSpaceLocalAttention(nn.Module):
             raise ValueError(
                 f'embed_dims ({embed_dims}) must be divisible by num_heads '
                 f'({num_heads})')
-        if cluster_size < 2:
-            raise ValueError(f'cluster_size must be >= 2, got {cluster_size}')
-        if not 0 <= overlap < cluster_size:
-            raise ValueError(f'overlap must be in [0, cluster_size='
-                             f'{cluster_size}), got {overlap}')
-        if num_iters < 0:
-            raise ValueError(f'num_iters must be >= 0, got {num_iters}')
+        check_fsla_options(
+            cluster_size,
+            overlap,
+            num_iters,
+            temperature,
+            qk_scale,
+            owner=type(self).__name__)
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.head_dims = embed_dims // num_heads
@@ -249,14 +250,28 @@ class FeatureSpaceLocalAttention(nn.Module):
         return self.proj_drop(self.proj(out))
 
     def _check_input(self, x: torch.Tensor, hw_shape: HWShape):
+        """Shapes only (no sync with the device)."""
+        owner = 'FSLA'
+        if x.dim() != 3:
+            refuse(
+                ValueError, 'x shape', tuple(x.shape),
+                'FSLA takes 3-D tokens (B, N, C)',
+                'flatten a (B, C, H, W) map with x.flatten(2).'
+                'transpose(1, 2)', owner)
         _, N, C = x.shape
         H, W = hw_shape
         if H * W != N:
-            raise ValueError(f'hw_shape {tuple(hw_shape)} does not match the '
-                             f'{N} tokens of x (H * W must equal N)')
+            refuse(ValueError, 'hw_shape', tuple(hw_shape),
+                   f'H * W must equal the {N} tokens of x',
+                   'pass the (H, W) grid the tokens were flattened from',
+                   owner)
         if C != self.embed_dims:
-            raise ValueError(f'x has {C} channels, expected embed_dims='
-                             f'{self.embed_dims}')
+            refuse(
+                ValueError, 'x shape', tuple(x.shape),
+                f'x has {C} channels, FSLA was built with embed_dims='
+                f'{self.embed_dims}',
+                f'give {self.embed_dims}-channel tokens or build FSLA '
+                f'with embed_dims={C}', owner)
 
     def _project_qkv(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, C) -> (B, N, h, 3, d) queries, keys and values."""

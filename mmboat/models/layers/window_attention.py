@@ -72,8 +72,10 @@ class PaddedShiftWindowMSA(ShiftWindowMSA):
         if mask is not None:
             mask = mask.to(x.dtype)
         windows = self.window_partition(x, ws).view(-1, ws * ws, C)
-        windows = self.w_msa(windows, mask=mask).view(-1, ws, ws, C)
-        x = self.window_reverse(windows, H_pad, W_pad, ws)
+        windows = self.w_msa(windows, mask=mask)
+        # mmpretrain's window_reverse, with B explicit (B may be 0)
+        x = windows.view(B, H_pad // ws, W_pad // ws, ws, ws, C)
+        x = x.permute(0, 1, 3, 2, 4, 5).contiguous().view(B, H_pad, W_pad, C)
         if shift:
             x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
         x = x[:, :H, :W].reshape(B, H * W, C)

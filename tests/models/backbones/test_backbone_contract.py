@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from mmboat.models.backbones import BOATCSWinTransformer, BOATSwinTransformer
+from mmboat.models.backbones.validate import check_image_batch
 from mmboat.utils import CheckpointError
 from tests.helpers import fsla_map
 
@@ -24,8 +25,9 @@ def swin_hw(h, w):
 
 
 def cswin_hw(h, w):
-    """Stem: (H - 3) // 4 + 1, then halved (rounding up) by every merge."""
-    h, w = (h - 3) // 4 + 1, (w - 3) // 4 + 1
+    """Stem: (H - 3) // 4 + 1 (a side below 3 is zero-padded to 3), then
+    halved (rounding up) by every merge."""
+    h, w = (max(h, 3) - 3) // 4 + 1, (max(w, 3) - 3) // 4 + 1
     return [(math.ceil(h / 2**i), math.ceil(w / 2**i)) for i in range(4)]
 
 
@@ -100,6 +102,61 @@ def test_forward_any_size(family, size, batch, train):
             for p in model.parameters())
         first = fsla_map(model)[0][0]
         assert model.stages[0].blocks[first].fsla.qkv.weight.grad is not None
+
+
+# thin and tiny images: 1 x 500, 500 x 1, 1 x 1, 2 x 2 (BOAT-CSWin's stem
+# zero-pads a side below 3), 3 x 3, smaller than a window or a stripe
+@pytest.mark.parametrize('size', [(1, 500), (500, 1), (1, 1), (2, 2), (3, 3),
+                                  (2, 9), (7, 5)])
+def test_forward_thin_and_tiny_images(family, size):
+    torch.manual_seed(0)
+    model = build(family).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(2, 3, *size))
+    dims = family.arch['embed_dims']
+    assert [tuple(o.shape) for o in outs
+            ] == [(2, dims * 2**i, *hw)
+                  for i, hw in enumerate(family.expected_hw(*size))]
+    assert all(torch.isfinite(o).all() for o in outs)
+
+
+@pytest.mark.parametrize('train', [True, False])
+def test_empty_batch(family, train):
+    """(0, 3, H, W) gives empty outputs of the right shapes, as torch
+    layers do, and a backward through them."""
+    model = build(family, drop_path_rate=0.2).train(train)
+    x = torch.randn(0, 3, 70, 90, requires_grad=train)
+    with torch.set_grad_enabled(train):
+        outs = model(x)
+    dims = family.arch['embed_dims']
+    assert [tuple(o.shape) for o in outs
+            ] == [(0, dims * 2**i, *hw)
+                  for i, hw in enumerate(family.expected_hw(70, 90))]
+    if train:
+        sum(o.sum() for o in outs).backward()
+        assert x.grad.shape == x.shape
+        assert all(p.grad is None or not p.grad.any()
+                   for p in model.parameters())
+
+
+def test_input_of_another_dtype_under_autocast(family):
+    """Under autocast, inputs of another floating dtype than the weights
+    work (only a mismatch that would fail anyway is refused)."""
+    model = build(family).eval()
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        for dtype in (torch.float16, torch.bfloat16):
+            outs = model(torch.randn(1, 3, 40, 56, dtype=dtype))
+            assert all(o.dtype == torch.bfloat16 for o in outs)
+
+
+def test_input_checks_read_no_values(family):
+    """The input checks use shapes, dtypes and devices only (no sync with
+    the device): they pass on meta tensors, whose values cannot be read."""
+    with torch.device('meta'):
+        model = build(family, init=False)
+        x = torch.empty(2, 3, 64, 48)
+    check_image_batch(x, model.in_channels,
+                      next(model.patch_embed.parameters()), model.family)
 
 
 def test_out_indices(family):

@@ -182,6 +182,18 @@ def test_bad_arguments_raise(kwargs, name):
         FeatureSpaceLocalAttention(**args)
 
 
+@pytest.mark.parametrize('hw', [(14, 14), (13, 11), (5, 6), (1, 1)])
+def test_empty_batch(hw):
+    """(0, N, C) gives (0, N, C), as torch layers do, with a backward."""
+    m = build(32, 2).train()
+    x = torch.randn(
+        0, hw[0] * hw[1], 32, dtype=torch.float64, requires_grad=True)
+    out = m(x, hw)
+    assert out.shape == x.shape
+    out.sum().backward()
+    assert x.grad.shape == x.shape
+
+
 def test_wrong_grid_raises():
     m = build(32, 2)
     with pytest.raises(ValueError, match='hw_shape'):
