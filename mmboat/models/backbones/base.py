@@ -31,8 +31,8 @@ from mmengine.model.weight_init import initialize, trunc_normal_
 
 from mmboat.utils import load_backbone_weights
 from ..layers import FeatureSpaceLocalAttention
-from .validate import (check_backbone_args, check_image_batch, parse_arch,
-                       parse_fsla_blocks, parse_fsla_cfg, parse_out_indices)
+from ..validate import (check_backbone_args, check_image_batch, parse_arch,
+                        parse_fsla_blocks, parse_fsla_cfg, parse_out_indices)
 
 HWShape = Tuple[int, int]
 

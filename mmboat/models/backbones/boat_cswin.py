@@ -22,8 +22,8 @@ from typing import Optional, Sequence, Union
 
 from mmboat.registry import MODELS
 from ..layers import ConvMerging, ConvStem, CrossShapedWindowAttention
+from ..validate import check_even_heads
 from .base import BaseBOATBackbone, BaseBOATBlock
-from .validate import check_even_heads
 
 
 class BOATCSWinBlock(BaseBOATBlock):

@@ -16,8 +16,8 @@ from typing import Optional, Sequence, Tuple, Union
 
 from mmboat.registry import MODELS
 from ..layers import PaddedShiftWindowMSA, PatchStem, UnfoldMerging
+from ..validate import check_image_size, check_int
 from .base import BaseBOATBackbone, BaseBOATBlock
-from .validate import check_image_size, check_int
 
 
 class BOATSwinBlock(BaseBOATBlock):

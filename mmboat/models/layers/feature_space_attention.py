@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..backbones.validate import check_fsla_options, refuse
+from ..validate import check_fsla_options, refuse
 from .clustering import ClusterLayout, balanced_hierarchical_clustering
 from .lepe import LePE
 

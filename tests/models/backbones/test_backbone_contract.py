@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from mmboat.models.backbones import BOATCSWinTransformer, BOATSwinTransformer
-from mmboat.models.backbones.validate import check_image_batch
+from mmboat.models.validate import check_image_batch
 from mmboat.utils import CheckpointError
 from tests.helpers import fsla_map
 

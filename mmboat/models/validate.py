@@ -1,4 +1,4 @@
-"""What the BOAT backbones accept, checked in one place for every family.
+"""What the BOAT backbones and FSLA accept, checked in one place.
 
 Every argument of a BOAT backbone, and the image batch given to its
 ``forward``, is checked here, before anything is built or computed, so
