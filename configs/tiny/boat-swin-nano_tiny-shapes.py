@@ -78,8 +78,9 @@ optim_wrapper = dict(optimizer=dict(lr=3e-4))
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
-# no EMA: its ImageNet momentum averages over far more steps than this run
-custom_hooks = []
+# no EMA: its ImageNet momentum averages over far more steps than this run;
+# a run killed and resumed (--resume) ends as if uninterrupted
+custom_hooks = [dict(type='ExactResumeHook')]
 
 # the same seed for every run of this config (and its no-FSLA twin)
 randomness = dict(seed=0)

@@ -95,5 +95,10 @@ default_hooks = dict(
     logger=dict(interval=16),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
 
+# a run killed and resumed (--resume) skips the batches it trained and
+# continues from the saved random states (exact up to the augmentations of
+# the persistent data workers after epoch 1: mmboat.engine.ExactResumeHook)
+custom_hooks = [dict(type='ExactResumeHook')]
+
 # the same seed for every run of this config (and its no-FSLA twin)
 randomness = dict(seed=0)

@@ -93,5 +93,9 @@ default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
 
+# a run killed and resumed (--resume) continues from the saved random
+# states, as if uninterrupted (mmboat.engine.ExactResumeHook)
+custom_hooks = [dict(type='ExactResumeHook')]
+
 # the same seed for every run of this config (and its no-FSLA twin)
 randomness = dict(seed=0)
