@@ -86,17 +86,31 @@ def _gather_rows(src: torch.Tensor,
     return _GatherRowsFunction.apply(src, index, inverse, keep)
 
 
+def _key_windows(slots: torch.Tensor, overlap: int) -> torch.Tensor:
+    """(B * h, G, m) rows of every leaf's slots -> (B * h, G, m + o) rows of
+    its key window: leaf 2j reads its slots and the first ``o`` of leaf
+    2j + 1, leaf 2j + 1 the last ``o`` of leaf 2j and its own."""
+    BH, G, m = slots.shape
+    o = overlap
+    pairs = slots.view(BH, G // 2, 2, m)
+    even = torch.cat([pairs[:, :, 0], pairs[:, :, 1, :o]], -1)
+    odd = torch.cat([pairs[:, :, 0, m - o:], pairs[:, :, 1]], -1)
+    return torch.stack([even, odd], 2).view(BH, G, m + o)
+
+
 class _ClusterQKV(torch.autograd.Function):
-    """Queries, keys and values of every cluster, as contiguous tensors.
+    """Queries, keys and values of every cluster.
 
     From ``rows`` (B*N*h, 3*d), the (query, key, value) of every
     (image, token, head), gathers ``token_of_slot`` into the slot order and
     returns q (B*h, G, m, d) and k, v (B*h, G, m + o, d): the keys of leaf
     2j are its slots and the first ``o`` slots of leaf 2j + 1; those of leaf
-    2j + 1 are the last ``o`` slots of leaf 2j and its own. The backward
-    folds the overlap back and gathers with ``slot_of_token`` (gradients of
-    padding slots, which are never attended and whose outputs are dropped,
-    are zero).
+    2j + 1 are the last ``o`` slots of leaf 2j and its own. Keys and values
+    are gathered straight into these windows (one row index per key slot,
+    :func:`_key_windows`) as strided views of one (..., 2, d) tensor, which
+    SDPA takes as they are. The backward folds the overlap back and gathers
+    with ``slot_of_token`` (gradients of padding slots, which are never
+    attended and whose outputs are dropped, are zero).
     """
 
     @staticmethod
@@ -105,20 +119,12 @@ class _ClusterQKV(torch.autograd.Function):
         d = rows.shape[1] // 3
         ctx.save_for_backward(slot_of_token)
         ctx.shape = shape
-        qkv = rows.index_select(0, token_of_slot).view(BH, G, m, 3, d)
-        q = qkv[..., 0, :].contiguous()
-        if not o:
-            return q, qkv[..., 1, :].contiguous(), qkv[..., 2, :].contiguous()
-        own = qkv.view(BH, G // 2, 2, m, 3, d)
-        kv = qkv.new_empty(2, BH, G // 2, 2, m + o, d)
-        for i in (0, 1):  # keys, values
-            part = own[..., 1 + i, :]
-            kv[i, :, :, 0, :m] = part[:, :, 0]
-            kv[i, :, :, 0, m:] = part[:, :, 1, :o]
-            kv[i, :, :, 1, :o] = part[:, :, 0, m - o:]
-            kv[i, :, :, 1, o:] = part[:, :, 1]
-        kv = kv.view(2, BH, G, m + o, d)
-        return q, kv[0], kv[1]
+        q = rows[:, :d].index_select(0, token_of_slot).view(BH, G, m, d)
+        key_rows = token_of_slot
+        if o:
+            key_rows = _key_windows(token_of_slot.view(BH, G, m), o).view(-1)
+        kv = rows[:, d:].index_select(0, key_rows).view(BH, G, m + o, 2, d)
+        return q, kv[..., 0, :], kv[..., 1, :]
 
     @staticmethod
     def backward(ctx, grad_q, grad_k, grad_v):

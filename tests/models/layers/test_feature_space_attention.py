@@ -2,7 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmboat.models.layers import FeatureSpaceLocalAttention, num_cluster_levels
+from mmboat.models.layers import FeatureSpaceLocalAttention
+from mmboat.models.layers import feature_space_attention as fsla_module
+from mmboat.models.layers import num_cluster_levels
 from mmboat.models.layers.feature_space_attention import _slot_maps
 from tests.helpers import reference_fixture, rel_err
 
@@ -227,3 +229,105 @@ def test_lepe_is_get_v_on_the_values_in_image_order():
         ref = m.get_v(v.transpose(1, 2).reshape(2, 32, 6, 7))
     torch.testing.assert_close(
         out, ref.flatten(2).transpose(1, 2), rtol=1e-12, atol=1e-12)
+
+
+class _FrozenClusterQKV(torch.autograd.Function):
+    """The q/k/v gather before key windows were gathered directly (frozen:
+    the current one must match it bit for bit)."""
+
+    @staticmethod
+    def forward(ctx, rows, token_of_slot, slot_of_token, shape):
+        BH, G, m, o = shape
+        d = rows.shape[1] // 3
+        ctx.save_for_backward(slot_of_token)
+        ctx.shape = shape
+        qkv = rows.index_select(0, token_of_slot).view(BH, G, m, 3, d)
+        q = qkv[..., 0, :].contiguous()
+        if not o:
+            return q, qkv[..., 1, :].contiguous(), qkv[..., 2, :].contiguous()
+        own = qkv.view(BH, G // 2, 2, m, 3, d)
+        kv = qkv.new_empty(2, BH, G // 2, 2, m + o, d)
+        for i in (0, 1):  # keys, values
+            part = own[..., 1 + i, :]
+            kv[i, :, :, 0, :m] = part[:, :, 0]
+            kv[i, :, :, 0, m:] = part[:, :, 1, :o]
+            kv[i, :, :, 1, :o] = part[:, :, 0, m - o:]
+            kv[i, :, :, 1, o:] = part[:, :, 1]
+        kv = kv.view(2, BH, G, m + o, d)
+        return q, kv[0], kv[1]
+
+    @staticmethod
+    def backward(ctx, grad_q, grad_k, grad_v):
+        slot_of_token, = ctx.saved_tensors
+        BH, G, m, o = ctx.shape
+        d = grad_q.shape[-1]
+        grad = grad_q.new_empty(BH, G, m, 3, d)
+        grad[..., 0, :] = grad_q
+        if not o:
+            grad[..., 1, :] = grad_k
+            grad[..., 2, :] = grad_v
+        else:
+            pairs = grad.view(BH, G // 2, 2, m, 3, d)
+            for i, g in ((1, grad_k), (2, grad_v)):
+                g = g.reshape(BH, G // 2, 2, m + o, d)
+                pairs[:, :, 0, :, i] = g[:, :, 0, :m]
+                pairs[:, :, 1, :, i] = g[:, :, 1, o:]
+                pairs[:, :, 1, :o, i] += g[:, :, 0, m:]
+                pairs[:, :, 0, m - o:, i] += g[:, :, 1, :o]
+        grad = grad.view(BH * G * m, 3 * d).index_select(0, slot_of_token)
+        return grad, None, None, None
+
+
+def _outputs_and_grads(m, x, hw):
+    x = x.clone().requires_grad_()
+    m.zero_grad(set_to_none=True)
+    out = m(x, hw)
+    torch.manual_seed(11)
+    out.backward(torch.randn_like(out))
+    return [out, x.grad] + [p.grad for p in m.parameters()]
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('hw, batch, heads, kwargs', [((14, 14), 3, 1, {}),
+                                                      ((14, 14), 1, 3, {}),
+                                                      ((28, 14), 3, 3, {}),
+                                                      ((13, 11), 3, 3, {}),
+                                                      ((13, 11), 1, 1, {
+                                                          'overlap': 0
+                                                      }),
+                                                      ((14, 14), 3, 3, {
+                                                          'overlap': 0
+                                                      }), ((7, 7), 3, 3, {}),
+                                                      ((5, 6), 1, 1, {}),
+                                                      ((1, 1), 3, 3, {}),
+                                                      ((6, 7), 3, 3, {
+                                                          'cluster_size': 8,
+                                                          'overlap': 3
+                                                      }),
+                                                      ((2, 23), 3, 1, {
+                                                          'cluster_size': 8,
+                                                          'overlap': 7
+                                                      }),
+                                                      ((1, 23), 1, 3, {
+                                                          'cluster_size': 8,
+                                                          'overlap': 7
+                                                      }),
+                                                      ((3, 3), 1, 3, {
+                                                          'cluster_size': 4,
+                                                          'overlap': 3
+                                                      }), ((14, 14), 0, 3, {}),
+                                                      ((13, 11), 0, 1, {})])
+def test_cluster_qkv_matches_frozen_gather_bit_for_bit(monkeypatch, dtype, hw,
+                                                       batch, heads, kwargs):
+    """Outputs and every gradient equal (torch.equal) those of the frozen
+    gather, for 49 * 2**L tokens and not, padding, N <= S, no overlap and
+    a capped overlap."""
+    m = build(24, heads, **kwargs).to(dtype)
+    torch.manual_seed(3)
+    x = torch.randn(batch, hw[0] * hw[1], 24, dtype=dtype)
+    new = _outputs_and_grads(m, x, hw)
+    monkeypatch.setattr(fsla_module, '_ClusterQKV', _FrozenClusterQKV)
+    old = _outputs_and_grads(m, x, hw)
+    assert len(new) == len(old)
+    for a, b in zip(new, old):
+        assert a.dtype == dtype and torch.equal(a, b)
