@@ -47,6 +47,12 @@ def drop_path_rates(drop_path_rate: float,
     return [rates[s:s + d] for s, d in zip(starts, depths)]
 
 
+def tokens_to_map(x: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
+    """(B, H * W, C) tokens on a (H, W) grid -> a (B, C, H, W) map."""
+    batch, _, channels = x.shape
+    return x.view(batch, *hw_shape, channels).permute(0, 3, 1, 2).contiguous()
+
+
 def freeze_stages(backbone: nn.Module, frozen_stages: int,
                   stem: Iterable[nn.Module]) -> None:
     """Eval mode and no gradients for the stem (``frozen_stages >= 0``) and
@@ -340,24 +346,36 @@ class BaseBOATBackbone(BaseModule):
         ``num_features[stage + 1]`` channels, half the resolution."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """(B, in_channels, H, W) images -> one (B, C_i, H_i, W_i) map per
-        stage of ``out_indices``; an empty batch (B = 0) gives empty maps.
-        The input is checked first (:func:`.validate.check_image_batch`:
-        shapes, dtypes and devices only)."""
+    def forward_stages(
+        self,
+        x: torch.Tensor,
+        num_stages: Optional[int] = None
+    ) -> List[Tuple[torch.Tensor, HWShape]]:
+        """(B, in_channels, H, W) images -> for each of the first
+        ``num_stages`` stages (None: all), the output of its last block,
+        (B, H_i * W_i, C_i) before the merge and the output norm, with its
+        grid (H_i, W_i). The input is checked first
+        (:func:`.validate.check_image_batch`: shapes, dtypes and devices
+        only)."""
         check_image_batch(x, self.in_channels,
                           next(self.patch_embed.parameters()), self.family)
-        batch = x.shape[0]
         x, hw_shape = self.patch_embed(x)
         outs = []
-        for i, stage in enumerate(self.stages):
+        for stage in list(self.stages)[:num_stages]:
             x, next_hw_shape, out, hw_shape = stage(x, hw_shape)
-            if i in self.out_indices:
-                out = getattr(self, f'norm{i}')(out)
-                out = out.view(batch, *hw_shape, self.num_features[i])
-                outs.append(out.permute(0, 3, 1, 2).contiguous())
+            outs.append((out, hw_shape))
             hw_shape = next_hw_shape
-        return tuple(outs)
+        return outs
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """(B, in_channels, H, W) images -> one (B, C_i, H_i, W_i) map per
+        stage of ``out_indices``, through its norm ``norm{i}``; an empty
+        batch (B = 0) gives empty maps. The input is checked first
+        (:meth:`forward_stages`)."""
+        return tuple(
+            tokens_to_map(getattr(self, f'norm{i}')(out), hw_shape)
+            for i, (out, hw_shape) in enumerate(self.forward_stages(x))
+            if i in self.out_indices)
 
     def train(self, mode: bool = True):
         super().train(mode)
