@@ -9,5 +9,6 @@ register_config_package()
 
 from . import engine  # noqa: E402,F401  (registers ExactResumeHook)
 from . import models  # noqa: E402,F401  (registers the backbones)
+from . import timm  # noqa: E402,F401  (registers the timm models)
 
 __all__ = ['__version__']

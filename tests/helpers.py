@@ -25,6 +25,18 @@ def reference_fixture(name: str) -> Path:
     return path
 
 
+def reference_arch(arch: dict) -> dict:
+    """The mmboat arch dict of the model of a reference fixture, from the
+    ``arch`` entry of its ``*_io.pth`` file (names of the released code)."""
+    mmboat_arch = dict(
+        embed_dims=arch['embed_dim'],
+        depths=tuple(arch.get('depths', arch.get('depth'))),
+        num_heads=tuple(arch['num_heads']))
+    if 'split_size' in arch:  # BOAT-CSWin
+        mmboat_arch['split_sizes'] = tuple(arch['split_size'])
+    return mmboat_arch
+
+
 def run_tool(script: Path, *args) -> subprocess.CompletedProcess:
     """Run a script of tools/ in a fresh interpreter from the repo root."""
     env = dict(os.environ)

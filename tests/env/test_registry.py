@@ -1,6 +1,6 @@
 """`import mmboat` alone makes the backbones buildable from the registries
 of mmdet, mmsegmentation and mmpretrain (fresh interpreter, default scope of
-each library)."""
+each library), and the BOAT models from timm's."""
 import subprocess
 import sys
 
@@ -17,6 +17,10 @@ for cfg in (dict(type='BOATSwinTransformer', arch='tiny'),
     with torch.device('meta'):
         model = MODELS.build(cfg)
     assert type(model).__name__ == cfg['type'], model
+import timm
+with torch.device('meta'):
+    model = timm.create_model('boat_cswin_tiny', num_classes=3)
+assert type(model).__name__ == 'BOATClassifier' and model.num_classes == 3
 print('ok')
 '''
 
