@@ -6,7 +6,8 @@ import torch
 from mmboat.converters import convert_boat_cswin_checkpoint
 from mmboat.utils import load_checkpoint_file
 from tests.helpers import (REPO_ROOT, build_classifier, call_tool_main,
-                           reference_fixture, rel_err, run_classifier)
+                           reference_arch, reference_fixture, rel_err,
+                           run_classifier)
 
 CONVERTER = REPO_ROOT / 'tools' / 'model_converters' / \
     'boat_cswin_to_mmboat.py'
@@ -28,15 +29,6 @@ def converted(official):
     return convert_boat_cswin_checkpoint(str(official))['state_dict']
 
 
-def fixture_arch(io):
-    a = io['arch']
-    return dict(
-        embed_dims=a['embed_dim'],
-        depths=tuple(a['depth']),
-        num_heads=tuple(a['num_heads']),
-        split_sizes=tuple(a['split_size']))
-
-
 def test_ema_weights(official, converted, io, tmp_path, capsys, one_thread):
     dst_ema = tmp_path / 'ema.pth'
     assert call_tool_main(CONVERTER, official, dst_ema, '--ema') == 0
@@ -56,7 +48,8 @@ def test_ema_weights(official, converted, io, tmp_path, capsys, one_thread):
     x = io['input'][:1, :, :224, :224]
     outputs = []
     for sd in (plain, ema):
-        model = build_classifier('BOATCSWinTransformer', fixture_arch(io), 10)
+        model = build_classifier('BOATCSWinTransformer',
+                                 reference_arch(io['arch']), 10)
         model.load_state_dict(sd, strict=True)
         outputs.append(run_classifier(model.double().eval(), x))
     assert rel_err(outputs[1][0], outputs[0][0]) > 1e-3

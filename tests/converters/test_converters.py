@@ -12,8 +12,8 @@ from mmboat.converters import (convert_boat_cswin_checkpoint,
 from mmboat.models.backbones import BOATCSWinTransformer, BOATSwinTransformer
 from mmboat.utils import CheckpointError, load_checkpoint_file
 from tests.helpers import (REPO_ROOT, build_classifier, call_tool_main,
-                           reference_fixture, rel_err, run_classifier,
-                           run_tool)
+                           reference_arch, reference_fixture, rel_err,
+                           run_classifier, run_tool)
 
 TOOLS = REPO_ROOT / 'tools' / 'model_converters'
 
@@ -26,10 +26,6 @@ SWIN = SimpleNamespace(
     option='--arch',
     official='boat_swin_mini_official.pth',
     io='boat_swin_mini_io.pth',
-    arch=lambda a: dict(
-        embed_dims=a['embed_dim'],
-        depths=tuple(a['depths']),
-        num_heads=tuple(a['num_heads'])),
     weights='model',  # where the official files keep their weights
     pickled='config',  # a pickled object of the official files
     backbone_line="arch={'embed_dims': 32",
@@ -69,11 +65,6 @@ CSWIN = SimpleNamespace(
     option='--ema',
     official='boat_cswin_mini_official.pth',
     io='boat_cswin_mini_io.pth',
-    arch=lambda a: dict(
-        embed_dims=a['embed_dim'],
-        depths=tuple(a['depth']),
-        num_heads=tuple(a['num_heads']),
-        split_sizes=tuple(a['split_size'])),
     weights='state_dict',
     pickled='args',
     backbone_line='arch=dict(embed_dims=32, depths=[1, 2, 2, 1]',
@@ -148,7 +139,8 @@ def test_float64_parity(case, converted, io, one_thread):
     ckpt = load_checkpoint_file(str(dst))
     assert ckpt['meta']['source'] == case.name.lower()
     assert ckpt['meta']['source_weights'] == case.weights
-    model = build_classifier(case.backbone.__name__, case.arch(io['arch']),
+    model = build_classifier(case.backbone.__name__,
+                             reference_arch(io['arch']),
                              io['arch']['num_classes'])
     result = model.load_state_dict(ckpt['state_dict'], strict=True)
     assert not result.missing_keys and not result.unexpected_keys
@@ -167,7 +159,7 @@ def test_backbone_init_cfg(case, converted, io):
     """The converted file initialises the backbone alone."""
     dst, _ = converted
     model = case.backbone(
-        arch=case.arch(io['arch']),
+        arch=reference_arch(io['arch']),
         init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
     model.init_weights()  # norm0..2 start fresh, everything else loads
     sd = load_checkpoint_file(str(dst))['state_dict']
@@ -204,7 +196,8 @@ def test_plain_source(case, official, io, tmp_path):
     assert call_tool_main(case.script, src, dst) == 0
     again = load_checkpoint_file(str(dst))['state_dict']
     assert torch.equal(again[case.fresh_qkv], sd[case.fresh_qkv])
-    model = build_classifier(case.backbone.__name__, case.arch(io['arch']), 10)
+    model = build_classifier(case.backbone.__name__,
+                             reference_arch(io['arch']), 10)
     model.load_state_dict(sd, strict=True)
 
 
@@ -290,7 +283,7 @@ def test_headless(case, official, io, tmp_path):
     dst = tmp_path / 'headless.pth'
     torch.save(converted, dst)
     model = case.backbone(
-        arch=case.arch(io['arch']),
+        arch=reference_arch(io['arch']),
         init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
     model.init_weights()
     with pytest.raises(
