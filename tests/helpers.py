@@ -51,12 +51,19 @@ def run_tool(script: Path, *args) -> subprocess.CompletedProcess:
         timeout=300)
 
 
-def call_tool_main(script: Path, *args):
-    """A tools/ script's ``main(argv)`` in-process: its SystemExit code, or
-    0 when it returns."""
+def load_tool(script: Path):
+    """A tools/ script loaded as a module, e.g. to call its ``main(argv)``
+    in this process."""
     spec = importlib.util.spec_from_file_location(script.stem, script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def call_tool_main(script: Path, *args):
+    """A tools/ script's ``main(argv)`` in-process: its SystemExit code, or
+    0 when it returns."""
+    module = load_tool(script)
     try:
         module.main([str(a) for a in args])
     except SystemExit as e:

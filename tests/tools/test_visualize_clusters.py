@@ -3,7 +3,6 @@ BOAT-CSWin classifier, the PNG it writes colours every token with the leaf
 cluster that ``balanced_hierarchical_clustering`` gives the FSLA input of
 the same model run by its library's inferencer; bad choices stop it with
 the fix, before any PNG is written."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from mmboat.apis import build_inferencer
 from mmboat.datasets import draw_scene
 from mmboat.models.layers import balanced_hierarchical_clustering
 from mmboat.visualization import leaf_palette
+from tests.helpers import load_tool
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / 'tools' / 'analysis_tools' / 'visualize_clusters.py'
@@ -25,11 +25,9 @@ CLS_CSWIN = TINY / 'boat-cswin-nano_tiny-shapes.py'
 
 @pytest.fixture(scope='module')
 def tool_main():
-    """The tool's ``main(argv)``, loaded in this process."""
-    spec = importlib.util.spec_from_file_location('visualize_clusters', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return lambda *args: module.main([str(a) for a in args])
+    """The tool's ``main(argv)``, in this process."""
+    main = load_tool(TOOL).main
+    return lambda *args: main([str(a) for a in args])
 
 
 @pytest.fixture(scope='module')

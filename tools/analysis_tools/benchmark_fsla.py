@@ -13,12 +13,12 @@ ratios: absolute times on shared machines are noisy.
 """
 import argparse
 import statistics
-import time
 
 import torch
 
 from mmboat.models.layers import (FeatureSpaceLocalAttention,
                                   PaddedShiftWindowMSA)
+from mmboat.utils.benchmark import timed
 
 SWIN_T = [(96, 3), (192, 6), (384, 12), (768, 24)]  # (channels, heads)
 
@@ -38,16 +38,6 @@ def stage_grids(h, w, size_divisor=32):
 def build_wmsa(channels, heads):
     """BOAT-Swin's own window attention (mmpretrain's), no shift."""
     return PaddedShiftWindowMSA(channels, heads, window_size=7, shift_size=0)
-
-
-def timed(fn, device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
 
 
 def bench_pair(layers, x, hw, repeats, backward, device, amp):
