@@ -364,7 +364,8 @@ def _panel(base: np.ndarray, colours: np.ndarray, alpha: np.ndarray,
            leaves: Optional[np.ndarray]) -> np.ndarray:
     """Blend per-token ``colours`` (H, W, 3) with weights ``alpha`` (H, W)
     over ``base`` (h, w, 3), with the token grid and, given ``leaves``
-    (H, W), darker lines between tokens of different leaves."""
+    (H, W) and tokens of at least 16 pixels, darker lines between tokens of
+    different leaves."""
     per_pixel = colours[rows[:, None], cols[None, :]].astype(np.float32)
     a = alpha[rows[:, None], cols[None, :]][..., None]
     out = base.astype(np.float32) * (1 - a) + per_pixel * a
@@ -375,7 +376,7 @@ def _panel(base: np.ndarray, colours: np.ndarray, alpha: np.ndarray,
             index = [slice(None)] * 2
             index[axis] = edges
             out[tuple(index)] = out[tuple(index)] * 0.6 + 255 * 0.4
-    if leaves is not None:  # leaf borders: dark lines
+    if leaves is not None and cell >= 16:  # leaf borders: dark lines
         pix = leaves[rows[:, None], cols[None, :]]
         border = np.zeros(pix.shape, bool)
         border[1:] |= pix[1:] != pix[:-1]
@@ -394,13 +395,16 @@ def draw_clusters(picture: np.ndarray,
                   alpha: float = 0.55,
                   panel_size: int = 320,
                   max_cols: int = 5,
+                  show_image: bool = True,
+                  palette_png: bool = False,
                   title: Optional[str] = None,
                   dpi: int = 100) -> ClusterPicture:
     """Draw one FSLA block's leaf clusters over the picture, as a PNG.
 
-    One panel per head: every token coloured by its leaf cluster
-    (``palette[leaf]``, blended with weight ``alpha`` over the picture),
-    thin lines between tokens and dark lines between leaves; then a query
+    The image, then one panel per head: every token coloured by its leaf
+    cluster (``palette[leaf]``, blended with weight ``alpha`` over the
+    picture in grey), thin lines between tokens and dark lines between
+    leaves (tokens of 16 pixels or more); then a query
     tile: the query token, the other tokens of its leaf and the overlap
     tokens of its sibling leaf in three colours (:data:`QUERY_COLOURS`),
     the rest greyed. Titles give stage, block, head, number of clusters
@@ -420,6 +424,9 @@ def draw_clusters(picture: np.ndarray,
         alpha: weight of the leaf colours over the picture, in [0, 1].
         panel_size: long side of a panel in pixels.
         max_cols: panels per row.
+        show_image: start with a panel of the image alone.
+        palette_png: write an 8-bit palette PNG (:func:`to_palette_png`),
+            the leaf, query, white and black colours kept exactly.
         title: figure title; default: stage, block, grid and stride.
 
     Returns:
@@ -475,7 +482,7 @@ def draw_clusters(picture: np.ndarray,
     grey = np.repeat(grey[..., None], 3, -1)
     leaf_map = clusters.leaf_map().numpy()
     colours = np.asarray(palette[:G] + [(0, 0, 0)], np.uint8)  # -1: black
-    rasters = {}
+    rasters = {'image': base} if show_image else {}
     for head in heads:
         leaves = leaf_map[head]
         rasters[f'head {head}'] = _panel(grey, colours[leaves],
@@ -490,7 +497,7 @@ def draw_clusters(picture: np.ndarray,
     tile_colours = np.asarray(
         [(0, 0, 0), QUERY_COLOURS['cluster'], QUERY_COLOURS['overlap'],
          QUERY_COLOURS['query']], np.uint8)[kind]
-    rasters['query'] = _panel(grey * 0.5 + 100, tile_colours,
+    rasters['query'] = _panel(grey * 0.3 + 150, tile_colours,
                               np.where(kind > 0, max(alpha, 0.8), 0.), rows,
                               cols, None)
 
@@ -531,6 +538,8 @@ def draw_clusters(picture: np.ndarray,
                     fill=False,
                     lw=1.5,
                     ec='white'))
+        elif name == 'image':
+            text = f'image\n{extent[0]} x {extent[1]} px, as the model sees it'
         else:
             text = (f'{name}\n{G} cluster{"s" if G > 1 else ""} of '
                     f'{sizes} tokens{overlap}')
@@ -561,11 +570,13 @@ def draw_clusters(picture: np.ndarray,
         leaf_items = []
         leaf_title = f'{G} leaf clusters, one colour each'
     legend_top = 1 - (fig_h - legend_h + 6) / fig_h
+    # under the first head panel
+    leaf_left = panels[f'head {heads[0]}'][1] / fig_w
     if leaf_items:
         fig.legend(
             *zip(*leaf_items),
             loc='upper left',
-            bbox_to_anchor=(gap / fig_w, legend_top),
+            bbox_to_anchor=(leaf_left, legend_top),
             ncol=min(G, 10),
             fontsize=9,
             title=leaf_title,
@@ -575,7 +586,7 @@ def draw_clusters(picture: np.ndarray,
             columnspacing=0.9,
             handletextpad=0.4)
     else:
-        fig.text(gap / fig_w, legend_top, leaf_title, va='top', fontsize=9.5)
+        fig.text(leaf_left, legend_top, leaf_title, va='top', fontsize=9.5)
     fig.legend(
         *zip(*query_items),
         loc='upper right',
@@ -590,4 +601,33 @@ def draw_clusters(picture: np.ndarray,
     os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
     fig.savefig(out_file, dpi=dpi)
     plt.close(fig)
+    if palette_png:
+        keep = [
+            *palette[:G], *QUERY_COLOURS.values(), (255, 255, 255), (0, 0, 0)
+        ]
+        to_palette_png(out_file, keep[:128])
     return ClusterPicture(out_file, panels, cell)
+
+
+def to_palette_png(path: str, keep: Sequence[RGB]) -> None:
+    """Rewrite an RGB(A) PNG as an 8-bit palette PNG of 256 colours: the
+    ``keep`` colours exactly, the others from an octree quantisation of the
+    picture (every pixel takes its nearest palette colour, no dithering).
+    Several times smaller for pictures of noisy images."""
+    image = np.asarray(Image.open(path).convert('RGB'))
+    keep = np.asarray(list(dict.fromkeys(map(tuple, keep))), np.int32)
+    others = Image.fromarray(image).quantize(
+        colors=256 - len(keep),
+        method=Image.Quantize.FASTOCTREE,
+        dither=Image.Dither.NONE).getpalette()[:3 * (256 - len(keep))]
+    palette = np.concatenate([keep, np.reshape(others, (-1, 3))])
+    colours, pixel_colour = np.unique(
+        image.reshape(-1, 3), axis=0, return_inverse=True)
+    nearest = np.empty(len(colours), np.uint8)
+    for i in range(0, len(colours), 4096):
+        diff = colours[i:i + 4096, None].astype(np.int32) - palette[None]
+        nearest[i:i + 4096] = (diff**2).sum(-1).argmin(1)
+    out = Image.fromarray(
+        nearest[pixel_colour.ravel()].reshape(image.shape[:2]), 'P')
+    out.putpalette(palette.astype(np.uint8).ravel().tolist())
+    out.save(path, optimize=True)

@@ -82,7 +82,9 @@ def test_hook_sees_one_call_of_the_real_model(det_run):
         ((24, 32), 4, 1, 16)
 
 
-def test_colours_are_the_leaves_of_the_clustering_function(det_run, tmp_path):
+@pytest.mark.parametrize('palette_png', [False, True])
+def test_colours_are_the_leaves_of_the_clustering_function(
+        det_run, tmp_path, palette_png):
     fsla, inputs, picture, (clusters, ) = det_run
     order, overlap = reference_order(fsla, inputs[0])
     assert torch.equal(clusters.order, order)
@@ -93,9 +95,15 @@ def test_colours_are_the_leaves_of_the_clustering_function(det_run, tmp_path):
         leaf_of[tokens] = g
     palette = distinct_palette(16)
     drawn = draw_clusters(
-        picture, clusters, tmp_path / 'c.png', palette=palette, alpha=1.)
+        picture,
+        clusters,
+        tmp_path / 'c.png',
+        palette=palette,
+        alpha=1.,
+        palette_png=palette_png)
+    assert Image.open(drawn.path).mode == ('P' if palette_png else 'RGBA')
     png = read(drawn.path)
-    assert set(drawn.panels) == {'head 0', 'query'}
+    assert list(drawn.panels) == ['image', 'head 0', 'query']
     for token in range(H * W):
         r, c = divmod(token, W)
         y, x = drawn.token_centre('head 0', r, c)

@@ -61,6 +61,16 @@ def parse_args(argv=None):
         type=float,
         default=0.55,
         help='opacity of the cluster colours (default: %(default)s)')
+    parser.add_argument(
+        '--panel-size',
+        type=int,
+        default=320,
+        help='long side of a panel in pixels (default: %(default)s)')
+    parser.add_argument(
+        '--palette-png',
+        action='store_true',
+        help='write 8-bit palette PNGs, several times smaller, the legend '
+        'colours kept exactly')
     return parser.parse_args(argv)
 
 
@@ -88,7 +98,9 @@ def main(argv=None):
                          f'{stem}_stage{c.stage}_block{c.block}.png'),
                 heads=args.heads,
                 query=args.query,
-                alpha=args.alpha) for c in clusters
+                alpha=args.alpha,
+                panel_size=args.panel_size,
+                palette_png=args.palette_png) for c in clusters
         ]
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
