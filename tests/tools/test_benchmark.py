@@ -45,6 +45,10 @@ def test_rows_and_ratios(tool_main, capsys, config, args, names, baseline):
     out = capsys.readouterr().out
     assert f'baseline: {names[1]}: ' in out and baseline in out
     assert 'input: batch 2 x 3 x 64 x 64' in out
+    fsla = 'stage 0: [1], stage 1: [1], stage 2: [1]' \
+        if names[0] == 'BOAT-Swin' else \
+        'stage 0: [0], stage 1: [0], stage 2: [0], stage 3: [0]'
+    assert f'FSLA blocks: {fsla}' in out
     cells = table_rows(out)
     modes = ('inference', 'train') if '--mode' not in args else \
         (args[args.index('--mode') + 1], )

@@ -306,8 +306,9 @@ def measure(cfg, scope, args, device):
 
     Returns:
         tuple: rows ``{name: {params, <mode>: (images per second, peak
-        bytes)}}`` (the BOAT model first), the line that says what the
-        baseline is, and the (B, 3, H, W) input of the backbone.
+        bytes)}}`` (the BOAT model first) and the lines that say what was
+        measured: ``baseline``, ``fsla`` (the FSLA blocks of the BOAT
+        backbone) and ``input`` (the (B, 3, H, W) input of the backbone).
     """
     from mmengine.utils import ProgressBar
 
@@ -315,42 +316,38 @@ def measure(cfg, scope, args, device):
     shape = tuple(args.shape or DEFAULT_SHAPES[scope])
     modes = MODES if args.mode == 'both' else (args.mode, )
     base_cfg, base_name, base_line = baseline_backbone(cfg, scope)
-    family = 'BOAT-Swin' if cfg.model.backbone.type == \
-        'BOATSwinTransformer' else 'BOAT-CSWin'
     models = {}
-    for name, backbone_cfg in ((family, cfg.model.backbone), (base_name,
-                                                              base_cfg)):
+    for backbone_cfg in (cfg.model.backbone, base_cfg):
         model_cfg = copy.deepcopy(cfg.model)
         model_cfg.backbone = backbone_cfg
         torch.manual_seed(0)
-        models[name] = build(model_cfg, scope, device)
+        model = build(model_cfg, scope, device)
+        name = base_name if models else model.backbone.family
+        models[name] = model
     data = synthetic_batch(scope, args.batch, shape)
-    steps, input_shapes = {}, {}
+    steps, rows = {}, {}
     for name, model in models.items():
-        steps[name], input_shapes[name] = make_steps(model, args.part, data,
-                                                     cfg.optim_wrapper)
-    rows = {
-        name:
-        dict(
-            params=count_params(model.backbone if args.part ==
-                                'backbone' else model))
-        for name, model in models.items()
-    }
+        steps[name], input_shape = make_steps(model, args.part, data,
+                                              cfg.optim_wrapper)
+        part = model.backbone if args.part == 'backbone' else model
+        rows[name] = dict(params=count_params(part))
     bar = ProgressBar(
         len(modes) * len(models) * (args.warmup + args.repeats + 1),
         file=sys.stderr)
     for mode in modes:
-        medians = interleaved_medians(
-            {
-                name: s[mode]
-                for name, s in steps.items()
-            }, args.repeats, device, args.warmup, bar.update)
-        for name, s in steps.items():
-            peak = peak_memory(s[mode], device)
+        mode_steps = {name: s[mode] for name, s in steps.items()}
+        medians = interleaved_medians(mode_steps, args.repeats, device,
+                                      args.warmup, bar.update)
+        for name, step in mode_steps.items():
+            peak = peak_memory(step, device)
             bar.update()
             rows[name][mode] = (args.batch / medians[name], peak)
     sys.stderr.write('\n')
-    return rows, base_line, input_shapes[family]
+    boat = next(iter(models.values())).backbone
+    fsla = ', '.join(f'stage {i}: {list(b)}'
+                     for i, b in enumerate(boat.fsla_blocks) if b)
+    return rows, dict(
+        baseline=base_line, fsla=fsla or 'none', input=input_shape)
 
 
 def table(rows, modes):
@@ -394,7 +391,7 @@ def main(argv=None):
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        rows, base_line, input_shape = measure(cfg, scope, args, device)
+        rows, info = measure(cfg, scope, args, device)
     finally:
         logger.setLevel(level)
     modes = MODES if args.mode == 'both' else (args.mode, )
@@ -403,13 +400,15 @@ def main(argv=None):
     memory = ('torch.cuda.max_memory_allocated' if device.type == 'cuda' else
               "PyTorch's CPU allocations, from torch.profiler memory events")
     print(f'config: {args.config} ({scope}, {args.part})')
-    print(f'input: batch {args.batch} x 3 x {input_shape[2]} x '
-          f'{input_shape[3]} (after the data preprocessor)')
+    _, _, H, W = info['input']
+    print(f'input: batch {args.batch} x 3 x {H} x {W} (after the data '
+          'preprocessor)')
     print(f'device: {device}{threads}; {args.repeats} timed steps per model '
           f'and mode, in turns, medians; {args.warmup} warm-up step(s)')
     print(f'peak memory: the most a step allocates above what was '
           f'allocated before it ({memory})')
-    print(f'baseline: {base_line}')
+    print(f"FSLA blocks: {info['fsla']}")
+    print(f"baseline: {info['baseline']}")
     print()
     print(table(rows, modes))
     return rows
