@@ -27,7 +27,6 @@ Cluster layout rule (any number of tokens ``N``, cluster size ``S``):
 When ``N = S * 2**L`` there is no padding and the computation is exactly the
 one of the published BOAT models.
 """
-import math
 from functools import lru_cache
 from typing import NamedTuple, Optional, Tuple, Union
 
@@ -56,10 +55,17 @@ class ClusterLayout(NamedTuple):
 
 
 def num_cluster_levels(num_tokens: int, cluster_size: int) -> int:
-    """``L = max(0, round(log2(N / S)))``."""
-    if num_tokens <= cluster_size:
-        return 0
-    return max(0, math.floor(math.log2(num_tokens / cluster_size) + 0.5))
+    """``L = max(0, round(log2(N / S)))``.
+
+    Computed with integers (``2 * N**2 >= S**2 * 4**l`` for every
+    ``l <= L``), so a symbolic ``N`` under ``torch.compile`` only guards on
+    the range of ``N`` that gives the same ``L``.
+    """
+    N, S = num_tokens, cluster_size
+    L = 0
+    while 2 * N * N >= S * S * 4**(L + 1):
+        L += 1
+    return L
 
 
 def _child_slots(n: torch.Tensor, T: int, pads_first: bool) -> torch.Tensor:
@@ -140,23 +146,15 @@ def cluster_layout(num_tokens: int, cluster_size: int, overlap: int,
                           torch.device(device))
 
 
-@torch.no_grad()
 def balanced_hierarchical_clustering(
         x: torch.Tensor,
         cluster_size: int = 49,
         num_iters: int = 2,
         temperature: float = 100.,
         overlap: int = 0) -> Tuple[torch.Tensor, ClusterLayout]:
-    """Balanced hierarchical clustering of token features.
+    """Balanced hierarchical clustering of token features, with its layout.
 
-    Every level splits each group in two: centroids start as the means of
-    the first and second half of the group (in its current order), are
-    refined ``num_iters`` times with soft assignments
-    ``softmax(temperature * cos)``, and the group is sorted by
-    ``(cos(x, c1) + 1) / (cos(x, c2) + 1)``; the first half of the sorted
-    tokens forms the first child. See the module docstring for the layout
-    rule when ``N`` is not ``cluster_size * 2**L``. Runs without autocast,
-    in float32 for half-precision inputs.
+    :func:`cluster_order` and :func:`cluster_layout` together.
 
     Args:
         x (Tensor): (B, N, d) features; each of the B rows is clustered
@@ -168,12 +166,54 @@ def balanced_hierarchical_clustering(
             ``layout.key_valid``.
 
     Returns:
-        tuple: ``order`` (B, 2**L, m) long, the token index held by every
-        slot of every leaf in leaf order (``-1`` for padding), and the
-        :class:`ClusterLayout`.
+        tuple: ``order`` (B, 2**L, m) long (see :func:`cluster_order`) and
+        the :class:`ClusterLayout`.
     """
-    with torch.autocast(x.device.type, enabled=False):
-        return _cluster(x, cluster_size, num_iters, temperature, overlap)
+    order = cluster_order(x, cluster_size, num_iters, temperature)
+    return order, cluster_layout(x.shape[1], cluster_size, overlap, x.device)
+
+
+@torch.library.custom_op('mmboat::cluster_order', mutates_args=())
+def cluster_order(x: torch.Tensor,
+                  cluster_size: int = 49,
+                  num_iters: int = 2,
+                  temperature: float = 100.) -> torch.Tensor:
+    """Balanced hierarchical clustering of token features.
+
+    Every level splits each group in two: centroids start as the means of
+    the first and second half of the group (in its current order), are
+    refined ``num_iters`` times with soft assignments
+    ``softmax(temperature * cos)``, and the group is sorted by
+    ``(cos(x, c1) + 1) / (cos(x, c2) + 1)``; the first half of the sorted
+    tokens forms the first child. See the module docstring for the layout
+    rule when ``N`` is not ``cluster_size * 2**L``. Runs without autograd
+    or autocast, in float32 for half-precision inputs.
+
+    A ``torch.library`` custom op (``torch.ops.mmboat.cluster_order``): to
+    ``torch.compile`` and ``torch.export`` it is one opaque kernel whose
+    output shape follows from ``N`` alone (its fake implementation), so
+    its data-dependent sorts never break a graph.
+
+    Args:
+        x (Tensor): (B, N, d) features; each of the B rows is clustered
+            independently (fold heads into B).
+        cluster_size (int): target number of tokens per cluster.
+        num_iters (int): centroid refinement iterations per level.
+        temperature (float): softmax temperature of the soft assignments.
+
+    Returns:
+        Tensor: (B, 2**L, m) long, the token index held by every slot of
+        every leaf in leaf order (``-1`` for padding).
+    """
+    with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+        return _cluster(x.detach(), cluster_size, num_iters, temperature)
+
+
+@cluster_order.register_fake
+def _cluster_order_shape(x, cluster_size=49, num_iters=2, temperature=100.):
+    B, N, _ = x.shape
+    G = 2**num_cluster_levels(N, cluster_size)
+    return x.new_empty(B, G, (N + G - 1) // G, dtype=torch.long)
 
 
 def _group_argsort(ratio: torch.Tensor) -> torch.Tensor:
@@ -244,9 +284,9 @@ def _split_ranks(q: torch.Tensor, inv_norm: torch.Tensor, level_layout,
     return perm
 
 
-def _cluster(x, cluster_size, num_iters, temperature, overlap):
+def _cluster(x, cluster_size, num_iters, temperature):
     B, N, d = x.shape
-    layout = cluster_layout(N, cluster_size, overlap, x.device)
+    layout = cluster_layout(N, cluster_size, 0, x.device)
     m, L = layout.leaf_size, layout.num_levels
     Np = m * 2**L
     if x.dtype not in (torch.float32, torch.float64):
@@ -256,7 +296,7 @@ def _cluster(x, cluster_size, num_iters, temperature, overlap):
     if L == 0:
         order = torch.arange(Np, device=x.device).expand(B, Np)
         order = torch.where(order < N, order, -1)
-        return order.reshape(B, 1, m).contiguous(), layout
+        return order.reshape(B, 1, m).contiguous()
     inv_norm = feats.norm(dim=-1).clamp_min(1e-12).reciprocal()
     for level, level_layout in enumerate(layout.levels):
         G, T = 2**level, Np >> level
@@ -271,4 +311,4 @@ def _cluster(x, cluster_size, num_iters, temperature, overlap):
     order = order.view(B, Np) - torch.arange(
         0, B * Np, Np, device=x.device)[:, None]
     order = torch.where(order < N, order, -1)
-    return order.view(B, 2**L, m), layout
+    return order.view(B, 2**L, m)

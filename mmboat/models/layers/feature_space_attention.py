@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..validate import check_fsla_options, refuse
-from .clustering import ClusterLayout, balanced_hierarchical_clustering
+from .clustering import cluster_order
 from .lepe import LePE
 
 HWShape = Tuple[int, int]
@@ -102,28 +102,32 @@ class _ClusterQKV(torch.autograd.Function):
     """Queries, keys and values of every cluster.
 
     From ``rows`` (B*N*h, 3*d), the (query, key, value) of every
-    (image, token, head), gathers ``token_of_slot`` into the slot order and
-    returns q (B*h, G, m, d) and k, v (B*h, G, m + o, d): the keys of leaf
-    2j are its slots and the first ``o`` slots of leaf 2j + 1; those of leaf
-    2j + 1 are the last ``o`` slots of leaf 2j and its own. Keys and values
-    are gathered straight into these windows (one row index per key slot,
-    :func:`_key_windows`) as strided views of one (..., 2, d) tensor, which
-    SDPA takes as they are. The backward folds the overlap back and gathers
-    with ``slot_of_token`` (gradients of padding slots, which are never
-    attended and whose outputs are dropped, are zero).
+    (image, token, head), gathers ``token_of_slot`` (B*h, G, m) into the
+    slot order and returns q (B*h, G, m, d) and k, v (B*h, G, m + o, d): the
+    keys of leaf 2j are its slots and the first ``o`` slots of leaf 2j + 1;
+    those of leaf 2j + 1 are the last ``o`` slots of leaf 2j and its own.
+    Keys and values are gathered straight into these windows (one row index
+    per key slot, :func:`_key_windows`) as strided views of one
+    (..., 2, d) tensor, which SDPA takes as they are. The backward folds the
+    overlap back and gathers with ``slot_of_token`` (gradients of padding
+    slots, which are never attended and whose outputs are dropped, are
+    zero).
     """
 
     @staticmethod
-    def forward(ctx, rows, token_of_slot, slot_of_token, shape):
-        BH, G, m, o = shape
+    def forward(ctx, rows, token_of_slot, slot_of_token, overlap):
+        BH, G, m = token_of_slot.shape
+        o = overlap
         d = rows.shape[1] // 3
         ctx.save_for_backward(slot_of_token)
-        ctx.shape = shape
-        q = rows[:, :d].index_select(0, token_of_slot).view(BH, G, m, d)
+        ctx.shape = (BH, G, m, o)
+        q = rows[:, :d].index_select(0, token_of_slot.view(-1))
+        q = q.view(BH, G, m, d)
         key_rows = token_of_slot
         if o:
-            key_rows = _key_windows(token_of_slot.view(BH, G, m), o).view(-1)
-        kv = rows[:, d:].index_select(0, key_rows).view(BH, G, m + o, 2, d)
+            key_rows = _key_windows(token_of_slot, o)
+        kv = rows[:, d:].index_select(0, key_rows.view(-1))
+        kv = kv.view(BH, G, m + o, 2, d)
         return q, kv[..., 0, :], kv[..., 1, :]
 
     @staticmethod
@@ -248,9 +252,9 @@ class FeatureSpaceLocalAttention(nn.Module):
         """(B, N, C) tokens of an H x W grid -> (B, N, C)."""
         self._check_input(x, hw_shape)
         qkv = self._project_qkv(x)
-        order, layout = self._cluster_queries(qkv)
+        order = self._cluster_queries(qkv)
         maps = _slot_maps(order, x.shape[1], self.num_heads)
-        out = self._cluster_attention(qkv, maps, layout)
+        out = self._cluster_attention(qkv, order, maps)
         out = _to_token_order(out, maps, x.shape)
         out = out + self._lepe(qkv, hw_shape)
         return self.proj_drop(self.proj(out))
@@ -287,31 +291,37 @@ class FeatureSpaceLocalAttention(nn.Module):
         qkv = F.linear(x, weight[self.head_major], bias)
         return qkv.view(B, N, self.num_heads, 3, self.head_dims)
 
-    def _cluster_queries(
-            self, qkv: torch.Tensor) -> Tuple[torch.Tensor, ClusterLayout]:
+    def _cluster_queries(self, qkv: torch.Tensor) -> torch.Tensor:
         """Cluster the queries of every (image, head).
 
-        (B, N, h, 3, d) -> ``order`` (B * h, G, m) and the layout.
+        (B, N, h, 3, d) -> ``order`` (B * h, G, m), see
+        :func:`cluster_order`.
         """
         B, N, h, _, d = qkv.shape
-        return balanced_hierarchical_clustering(
+        return cluster_order(
             qkv[..., 0, :].transpose(1, 2).reshape(B * h, N, d),
-            self.cluster_size, self.num_iters, self.temperature, self.overlap)
+            self.cluster_size, self.num_iters, self.temperature)
 
-    def _cluster_attention(self, qkv: torch.Tensor, maps: SlotMaps,
-                           layout: ClusterLayout) -> torch.Tensor:
+    def _cluster_attention(self, qkv: torch.Tensor, order: torch.Tensor,
+                           maps: SlotMaps) -> torch.Tensor:
         """Attention inside every leaf, over its own and its overlap keys.
 
-        (B, N, h, 3, d) -> (B * h, G, m, d), in the slot order.
+        (B, N, h, 3, d) -> (B * h, G, m, d), in the slot order. The overlap
+        is capped at the smallest leaf, ``N // G`` real tokens; padding keys
+        (``order`` -1, the same slots in every row) are masked.
         """
         B, N, h, _, d = qkv.shape
-        G, m = layout.leaf_valid.shape
+        G, m = order.shape[1:]
+        overlap = min(self.overlap, N // G) if G > 1 else 0
         q_c, k_c, v_c = _ClusterQKV.apply(
-            qkv.view(B * N * h, 3 * d), maps.token_of_slot, maps.slot_of_token,
-            (B * h, G, m, layout.overlap))
-        mask = layout.key_valid
-        if mask is not None:  # 4-D, or CPU falls back to unfused attention
-            mask = mask[None, :, None, :]  # (1, G, 1, m + o)
+            qkv.view(B * N * h, 3 * d), maps.token_of_slot.view(-1, G, m),
+            maps.slot_of_token, overlap)
+        mask = None
+        if G * m != N:  # 4-D, or CPU falls back to unfused attention
+            mask = order[:1] >= 0  # (1, G, m): the layout is per N only
+            if overlap:
+                mask = _key_windows(mask, overlap)
+            mask = mask[:, :, None, :]  # (1, G, 1, m + o)
         return F.scaled_dot_product_attention(
             q_c,
             k_c,

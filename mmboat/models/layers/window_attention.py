@@ -78,5 +78,6 @@ class PaddedShiftWindowMSA(ShiftWindowMSA):
         x = x.permute(0, 1, 3, 2, 4, 5).contiguous().view(B, H_pad, W_pad, C)
         if shift:
             x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
-        x = x[:, :H, :W].reshape(B, H * W, C)
-        return self.drop(x)
+        # always a copy: no guard on whether there was padding
+        x = x[:, :H, :W].clone(memory_format=torch.contiguous_format)
+        return self.drop(x.view(B, H * W, C))

@@ -187,3 +187,25 @@ def test_stable_argsort_matches_a_stable_float_sort(dtype):
         expected = ratio.argsort(dim=-1, stable=True)
         expected += torch.arange(0, B * G * T, T).view(B, G, 1)
         assert torch.equal(_group_argsort(ratio), expected)
+
+
+def test_num_cluster_levels_integer_rule_is_round_log2():
+    # the integer rule (symbolic-shape friendly) is round(log2(N / S))
+    for S in (1, 4, 7, 49, 64):
+        for N in range(1, 20000, 7):
+            expected = 0 if N <= S else round(math.log2(N / S))
+            assert num_cluster_levels(N, S) == max(0, expected), (N, S)
+
+
+@pytest.mark.parametrize('N', [1, 30, 49, 98, 143, 196, 340])
+def test_cluster_order_custom_op_fake_shape_matches_real(N):
+    # torch.library's own checks: schema, fake (shape-only) implementation
+    # against the real one, dispatch under autograd
+    x = torch.randn(2, N, 8, requires_grad=True)
+    torch.library.opcheck(torch.ops.mmboat.cluster_order.default,
+                          (x, 49, 2, 100.))
+    with torch._subclasses.fake_tensor.FakeTensorMode() as mode:
+        fake = torch.ops.mmboat.cluster_order(mode.from_tensor(x), 49, 2, 100.)
+    real = torch.ops.mmboat.cluster_order(x, 49, 2, 100.)
+    assert fake.shape == real.shape and fake.dtype == real.dtype
+    assert not real.requires_grad
