@@ -10,5 +10,9 @@ register_config_package()
 from . import engine  # noqa: E402,F401  (registers ExactResumeHook)
 from . import models  # noqa: E402,F401  (registers the backbones)
 from . import timm  # noqa: E402,F401  (registers the timm models)
+from .analysis import register_flop_counting  # noqa: E402
+
+# FLOP counters (MMEngine's, torch's) count FSLA's clustering and attention.
+register_flop_counting()
 
 __all__ = ['__version__']

@@ -30,12 +30,9 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from mmboat.analysis import TASKS, standard_forward
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TASKS = {
-    'mmdet': ('COCO det. + inst. seg.', (800, 1280)),
-    'mmseg': ('ADE20K sem. seg.', (512, 2048)),
-    'mmpretrain': ('ImageNet-1k cls.', (224, 224)),
-}
 CONVERTERS = {
     'BOATSwinTransformer': 'tools/model_converters/boat_swin_to_mmboat.py',
     'BOATCSWinTransformer': 'tools/model_converters/boat_cswin_to_mmboat.py',
@@ -61,49 +58,14 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def sdpa_flop(query_shape,
-              key_shape,
-              value_shape,
-              *args,
-              out_shape=None,
-              **kwargs):
-    """FLOPs of CPU flash attention: q @ k^T and attn @ v (2 per MAC)."""
-    *batch, q_len, head_dims = query_shape
-    k_len, v_dims = key_shape[-2], value_shape[-1]
-    n = 1
-    for b in batch:
-        n *= b
-    return 2 * n * q_len * k_len * (head_dims + v_dims)
-
-
 def count_flops(forward) -> int:
-    """Multiply-adds of ``forward()`` (matmul / conv / SDPA only)."""
-    aten = torch.ops.aten
-    custom = {}
-    if hasattr(aten, '_scaled_dot_product_flash_attention_for_cpu'):
-        # not in the counter's default table: CPU SDPA would count nothing
-        custom[aten._scaled_dot_product_flash_attention_for_cpu] = sdpa_flop
-    counter = FlopCounterMode(display=False, custom_mapping=custom)
+    """Multiply-adds of ``forward()`` (matmul / conv / SDPA and FSLA's
+    clustering products, :mod:`mmboat.analysis.flops`)."""
+    import mmboat  # noqa: F401  (registers the counting of its ops)
+    counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         forward()
     return counter.get_total_flops() // 2
-
-
-def standard_forward(model, scope, hw):
-    """A closure running the task's standard forward on a (1, 3, H, W)
-    input, and the input shape."""
-    inputs = torch.randn(1, 3, *hw)
-    if scope != 'mmdet':
-        return lambda: model(inputs, mode='tensor')
-    from mmdet.structures import DetDataSample
-    sample = DetDataSample(
-        metainfo=dict(
-            img_shape=hw,
-            ori_shape=hw,
-            pad_shape=hw,
-            batch_input_shape=hw,
-            scale_factor=(1., 1.)))
-    return lambda: model(inputs, [sample], mode='tensor')
 
 
 def published_source(cfg, model):

@@ -1,0 +1,73 @@
+"""Parameters and FLOPs of a config's model, as OpenMMLab counts them.
+
+The model runs its standard test forward on one (1, 3, H, W) input in
+``tensor`` mode, as mmdet's ``get_flops.py`` runs it (detectors: backbone,
+neck, RPN and RoI heads on the RPN's proposals, no post-processing),
+under MMEngine's ``get_model_complexity_info``, with FSLA's clustering and
+attention counted (:mod:`.flops`).
+"""
+from functools import partial
+from typing import Callable, Dict, Tuple
+
+import torch
+
+#: the task and standard input (H, W) of each library
+TASKS = {
+    'mmdet': ('COCO det. + inst. seg.', (800, 1280)),
+    'mmseg': ('ADE20K sem. seg.', (512, 2048)),
+    'mmpretrain': ('ImageNet-1k cls.', (224, 224)),
+}
+
+
+def standard_inputs(scope: str, hw: Tuple[int, int]) -> dict:
+    """Keyword arguments of ``model.forward`` for one random (1, 3, H, W)
+    image in ``tensor`` mode."""
+    inputs = torch.randn(1, 3, *hw)
+    if scope != 'mmdet':
+        return dict(inputs=inputs, mode='tensor')
+    from mmdet.structures import DetDataSample
+    sample = DetDataSample(
+        metainfo=dict(
+            img_shape=hw,
+            ori_shape=hw,
+            pad_shape=hw,
+            batch_input_shape=hw,
+            scale_factor=(1., 1.)))
+    return dict(inputs=inputs, data_samples=[sample], mode='tensor')
+
+
+def standard_forward(model: torch.nn.Module, scope: str,
+                     hw: Tuple[int, int]) -> Callable:
+    """A closure running :func:`standard_inputs` through ``model``."""
+    kwargs = standard_inputs(scope, hw)
+    return lambda: model(**kwargs)
+
+
+def model_complexity(model: torch.nn.Module,
+                     scope: str,
+                     hw: Tuple[int, int],
+                     show_table: bool = False) -> Dict:
+    """MMEngine's ``get_model_complexity_info`` of the standard forward.
+
+    Returns:
+        dict: ``flops`` (multiply-adds) and ``params`` (int), and ``table``
+        (str, per module) when ``show_table``.
+    """
+    from mmengine.analysis import get_model_complexity_info
+    kwargs = standard_inputs(scope, hw)
+    inputs = kwargs.pop('inputs')
+    forward = model.forward
+    model.forward = partial(forward, **kwargs)
+    try:
+        with torch.no_grad():
+            info = get_model_complexity_info(
+                model,
+                inputs=(inputs, ),
+                show_table=show_table,
+                show_arch=False)
+    finally:
+        model.forward = forward
+    result = dict(flops=info['flops'], params=info['params'])
+    if show_table:
+        result['table'] = info['out_table']
+    return result
