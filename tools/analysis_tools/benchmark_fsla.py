@@ -10,6 +10,10 @@ ratios: absolute times on shared machines are noisy.
     python tools/analysis_tools/benchmark_fsla.py    # 224 and 800x1333
     python tools/analysis_tools/benchmark_fsla.py --sizes 224x224 --batch 8
     python tools/analysis_tools/benchmark_fsla.py --device cuda --amp bf16
+    python tools/analysis_tools/benchmark_fsla.py --no-compile   # eager only
+
+The last column times ``torch.compile(fsla, fullgraph=True)`` against the
+same layer in eager mode (forward; compiled once per shape, untimed).
 """
 import argparse
 import statistics
@@ -79,6 +83,11 @@ def main():
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--amp', choices=['bf16', 'fp16'], default=None)
     parser.add_argument(
+        '--no-compile',
+        action='store_true',
+        help='skip the torch.compile(fsla, fullgraph=True) column (its '
+        'first call per shape compiles: up to a minute each on a CPU)')
+    parser.add_argument(
         '--threads',
         type=int,
         default=None,
@@ -93,9 +102,11 @@ def main():
     header = (f'{"input":>9} {"batch":>5} {"grid":>9} {"C":>4} {"h":>3} | '
               f'{"W-MSA fwd":>10} {"FSLA fwd":>10} {"ratio":>6} | '
               f'{"W-MSA f+b":>10} {"FSLA f+b":>10} {"ratio":>6}')
+    if not args.no_compile:
+        header += f' | {"compiled fwd":>12} {"/ eager":>7}'
     print(header)
     print('-' * len(header))
-    ratios = {'fwd': [], 'f+b': []}
+    ratios = {'fwd': [], 'f+b': [], 'compiled': []}
     for i, size in enumerate(args.sizes):
         H, W = parse_size(size)
         if args.batch:
@@ -116,13 +127,23 @@ def main():
                             device, amp)
             ratios['fwd'].append(fwd[1] / fwd[0])
             ratios['f+b'].append(fb[1] / fb[0])
-            print(f'{size:>9} {batch:>5} {gh:>4}x{gw:<4} {c:>4} {heads:>3} | '
-                  f'{fwd[0] * 1e3:>8.1f}ms {fwd[1] * 1e3:>8.1f}ms '
-                  f'{fwd[1] / fwd[0]:>5.2f}x | {fb[0] * 1e3:>8.1f}ms '
-                  f'{fb[1] * 1e3:>8.1f}ms {fb[1] / fb[0]:>5.2f}x')
-    gmean = {k: statistics.geometric_mean(v) for k, v in ratios.items()}
+            line = (f'{size:>9} {batch:>5} {gh:>4}x{gw:<4} {c:>4} {heads:>3} '
+                    f'| {fwd[0] * 1e3:>8.1f}ms {fwd[1] * 1e3:>8.1f}ms '
+                    f'{fwd[1] / fwd[0]:>5.2f}x | {fb[0] * 1e3:>8.1f}ms '
+                    f'{fb[1] * 1e3:>8.1f}ms {fb[1] / fb[0]:>5.2f}x')
+            if not args.no_compile:
+                compiled = torch.compile(fsla, fullgraph=True)
+                eager, comp = bench_pair([fsla, compiled], x, (gh, gw),
+                                         args.repeats, False, device, amp)
+                ratios['compiled'].append(comp / eager)
+                line += f' | {comp * 1e3:>10.1f}ms {comp / eager:>6.2f}x'
+            print(line, flush=True)
+    gmean = {k: statistics.geometric_mean(v) for k, v in ratios.items() if v}
     print(f'geometric mean ratio FSLA / W-MSA: forward {gmean["fwd"]:.2f}x, '
           f'forward+backward {gmean["f+b"]:.2f}x')
+    if 'compiled' in gmean:
+        print('geometric mean ratio compiled FSLA / eager FSLA (forward): '
+              f'{gmean["compiled"]:.2f}x')
 
 
 if __name__ == '__main__':
