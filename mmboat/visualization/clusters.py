@@ -231,8 +231,6 @@ def cluster_fsla_input(fsla: FeatureSpaceLocalAttention,
     capped as :func:`~mmboat.models.layers.cluster_layout` caps it).
     """
     order = fsla._cluster_queries(fsla._project_qkv(x))
-    if isinstance(order, tuple):  # (order, layout) in earlier versions
-        order = order[0]
     layout = cluster_layout(x.shape[1], fsla.cluster_size, fsla.overlap, 'cpu')
     return order, layout.overlap
 
