@@ -442,3 +442,32 @@ def test_registered_for_downstream_codebases(family):
             type=family.backbone.__name__, arch=family.arch,
             out_indices=(3, )))
     assert isinstance(model, family.backbone)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('fam', [SWIN, CSWIN], ids=['swin', 'cswin'])
+def test_backbone_compiles_whole_with_fullgraph_at_any_size(fam):
+    # fullgraph=True: one graph, no break and no host read in the forward
+    # pass. Static shapes: one compilation per input size (dynamic shapes
+    # work but dynamo's symbolic reasoning over the nested padding of four
+    # stages takes minutes per size on a CPU; FSLA alone compiles
+    # dynamically, see test_feature_space_attention.py). aot_eager: the
+    # capture and the autograd graph; Inductor's code generation for a
+    # whole backbone is too slow for the test suite on a CPU.
+    from torch._dynamo.testing import CompileCounterWithBackend
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = fam.backbone(arch=fam.arch, out_indices=(0, 1, 2, 3)).eval()
+    counter = CompileCounterWithBackend('aot_eager')
+    compiled = torch.compile(
+        model, backend=counter, fullgraph=True, dynamic=False)
+    # square, non-square, and stage grids whose token counts are not
+    # 49 * 2**L, some at most 49
+    sizes = [(64, 64), (72, 100), (36, 52)]
+    for hw in sizes:
+        x = torch.randn(2, 3, *hw)
+        with torch.no_grad():
+            for out, ref in zip(compiled(x), model(x)):
+                torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert counter.frame_count == len(sizes)
+    torch._dynamo.reset()

@@ -358,3 +358,25 @@ def test_compiled_fsla_matches_eager_at_any_size_with_bounded_recompiles():
                 compiled(x, hw), m(x, hw), rtol=1e-5, atol=1e-6)
     assert counter.frame_count == 3
     torch._dynamo.reset()
+
+
+@pytest.mark.slow
+def test_compiled_fsla_trains_with_eager_gradients():
+    # the autograd Functions (gathers whose backward is a gather) are
+    # captured too: same outputs and gradients, padded or not
+    torch._dynamo.reset()
+    m = build(32, 2).float().train()
+    compiled = torch.compile(m, backend='aot_eager', fullgraph=True)
+    for hw in [(14, 14), (13, 11)]:
+        torch.manual_seed(hw[0])
+        x = torch.randn(2, hw[0] * hw[1], 32)
+        results = []
+        for model in (compiled, m):
+            m.zero_grad(set_to_none=True)
+            xg = x.clone().requires_grad_()
+            out = model(xg, hw)
+            out.square().sum().backward()
+            results.append([out, xg.grad] + [p.grad for p in m.parameters()])
+        for got, expected in zip(*results):
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch._dynamo.reset()
