@@ -111,13 +111,17 @@ class CrossShapedWindowAttention(nn.Module):
         # (B, nh, sh, nw, sw, 3, heads, d) -> 3 x (B, nh*nw, heads, sh*sw, d)
         qkv = qkv.reshape(B, nh, sh, nw, sw, 3, heads, d)
         qkv = qkv.permute(5, 0, 1, 3, 6, 2, 4, 7)
-        q, k, v = qkv.reshape(3, B, nh * nw, heads, sh * sw, d).unbind(0)
+        # 4-D (B * stripes, heads, tokens, d): the CPU's fused attention
+        # kernel takes only 4-D inputs (5-D runs the unfused math path)
+        q, k, v = qkv.reshape(3, B * nh * nw, heads, sh * sw, d).unbind(0)
         mask = None
         if pad_h or pad_w:
             valid = torch.zeros(
                 nh, sh, nw, sw, dtype=torch.bool, device=qkv.device)
             valid.view(nh * sh, nw * sw)[:H, :W] = True
-            mask = valid.transpose(1, 2).reshape(nh * nw, 1, 1, sh * sw)
+            mask = valid.transpose(1, 2).reshape(1, nh * nw, 1, sh * sw)
+            mask = mask.expand(B, -1, -1, -1).reshape(B * nh * nw, 1, 1,
+                                                      sh * sw)
         out = F.scaled_dot_product_attention(
             q,
             k,
@@ -127,7 +131,7 @@ class CrossShapedWindowAttention(nn.Module):
             scale=self.scale)
         # LePE per stripe, channels head-major
         v_img = v.transpose(-1, -2).reshape(B * nh * nw, c, sh, sw)
-        lepe_out = lepe(v_img).view(B, nh * nw, heads, d, sh * sw)
+        lepe_out = lepe(v_img).view(B * nh * nw, heads, d, sh * sw)
         out = out + lepe_out.transpose(-1, -2)
         out = out.view(B, nh, nw, heads, sh, sw, d)
         out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(B, nh * sh, nw * sw, c)
