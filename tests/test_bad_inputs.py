@@ -514,6 +514,8 @@ def _tool_subprocess(script, *args):
         raise ToolFailed(proc.stdout + proc.stderr)
 
 
+_TINY_CLS = 'configs/tiny/boat-swin-nano_tiny-shapes.py'
+
 TOOL_CASES = [
     # finding 9: a config path that does not exist
     ('train-config-missing',
@@ -532,6 +534,20 @@ TOOL_CASES = [
     ('test-checkpoint-missing', lambda tmp_path: _run_tool(
         'test.py', _ckpt_config(tmp_path), tmp_path / 'absent.pth'),
      ToolFailed, 'absent.pth does not exist'),
+    # the analysis tools: a missing config, a bad input size
+    ('get-flops-config-missing', lambda tmp_path: _tool_subprocess(
+        'analysis_tools/get_flops.py', tmp_path / 'absent.py'), ToolFailed,
+     'absent.py does not exist; give the path of a .py config'),
+    ('get-flops-bad-shape', lambda tmp_path: _tool_subprocess(
+        'analysis_tools/get_flops.py', _TINY_CLS, '--shape', '0', '64'),
+     ToolFailed, '--shape takes H W or one size > 0'),
+    ('benchmark-bad-shape', lambda tmp_path: _tool_subprocess(
+        'analysis_tools/benchmark.py', _TINY_CLS, '--shape', '0', '64'),
+     ToolFailed, '--shape 0 64'),
+    ('visualize-clusters-image-missing',
+     lambda tmp_path: _tool_subprocess('analysis_tools/visualize_clusters.py',
+                                       tmp_path / 'absent.jpg', _TINY_CLS),
+     ToolFailed, 'absent.jpg'),
 ]
 
 CASES = MODEL_CASES + CHECKPOINT_CASES + TOOL_CASES

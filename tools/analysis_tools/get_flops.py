@@ -58,7 +58,10 @@ def main(argv=None):
 
     from mmboat.analysis import TASKS, model_complexity
     from mmboat.apis import load_config
-    cfg = load_config(args.config)
+    try:
+        cfg = load_config(args.config)
+    except FileNotFoundError as e:
+        raise SystemExit(f'error: {e}')
     if args.cfg_options:
         options = argparse.Namespace()
         DictAction(
