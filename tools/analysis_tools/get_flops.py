@@ -16,7 +16,6 @@ standard input by default: 1280 x 800 detection, 2048 x 512 segmentation,
 """
 import argparse
 import logging
-import sys
 
 from mmengine.analysis.print_helper import _format_size
 
@@ -83,11 +82,11 @@ def main(argv=None):
     try:
         model = MODELS.build(cfg.model).eval()
         hw = args.shape or TASKS[scope][1]
-        print(
-            f'counting {args.config} at {hw[0]} x {hw[1]} (H x W)...',
-            file=sys.stderr,
-            flush=True)
-        info = model_complexity(model, scope, hw, args.show_table)
+        from rich.console import Console
+        with Console(stderr=True).status(
+                f'tracing and counting {args.config} at {hw[0]} x {hw[1]} '
+                '(H x W)'):
+            info = model_complexity(model, scope, hw, args.show_table)
     finally:
         logger.setLevel(level)
     if args.show_table:

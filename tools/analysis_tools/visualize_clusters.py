@@ -90,18 +90,23 @@ def main(argv=None):
             check_heads(args.heads, c.num_heads,
                         f'stage {c.stage} (block {c.block})')
         stem = osp.splitext(osp.basename(args.image))[0]
-        drawn = [
-            draw_clusters(
-                picture,
-                c,
-                osp.join(args.out_dir,
-                         f'{stem}_stage{c.stage}_block{c.block}.png'),
-                heads=args.heads,
-                query=args.query,
-                alpha=args.alpha,
-                panel_size=args.panel_size,
-                palette_png=args.palette_png) for c in clusters
-        ]
+        from mmengine.utils import ProgressBar
+        bar = ProgressBar(len(clusters), file=sys.stderr)
+        drawn = []
+        for c in clusters:
+            drawn.append(
+                draw_clusters(
+                    picture,
+                    c,
+                    osp.join(args.out_dir,
+                             f'{stem}_stage{c.stage}_block{c.block}.png'),
+                    heads=args.heads,
+                    query=args.query,
+                    alpha=args.alpha,
+                    panel_size=args.panel_size,
+                    palette_png=args.palette_png))
+            bar.update()
+        sys.stderr.write('\n')
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
     print(f'wrote {len(drawn)} picture(s):')
