@@ -32,6 +32,7 @@ from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import _disable_current_modes
 
 
 class ClusterLayout(NamedTuple):
@@ -91,7 +92,11 @@ def _child_slots(n: torch.Tensor, T: int, pads_first: bool) -> torch.Tensor:
 
 def _build_layout(num_tokens: int, cluster_size: int,
                   overlap: int) -> ClusterLayout:
-    """The :class:`ClusterLayout`, built on the CPU."""
+    """The :class:`ClusterLayout`, built on the CPU.
+
+    Which parts are all valid is decided from the integer counts, never
+    from a tensor's value, so the same code builds it under any tracing.
+    """
     N = num_tokens
     L = num_cluster_levels(N, cluster_size)
     m = -(-N // 2**L)
@@ -101,7 +106,8 @@ def _build_layout(num_tokens: int, cluster_size: int,
         T = m * 2**(L - level)
         n = torch.tensor(counts)[:, None]  # (G, 1) real tokens per group
         valid = torch.arange(T) < n
-        src = None if bool(valid.all()) else _child_slots(
+        # all valid: every group holds T real tokens (no padding)
+        src = None if min(counts) == T else _child_slots(
             n, T, pads_first=level == L - 1)
         levels.append((torch.arange(T) < (n + 1) // 2, valid, src))
         counts = [c for k in counts for c in ((k + 1) // 2, k // 2)]
@@ -116,7 +122,7 @@ def _build_layout(num_tokens: int, cluster_size: int,
     ones = torch.ones(2**L, overlap, dtype=torch.bool)
     key_valid = torch.where(even, torch.cat([leaf_valid, ones], 1),
                             torch.cat([ones, leaf_valid], 1))
-    if bool(key_valid.all()):
+    if min(counts) == m:  # no padding slot: every key is real
         key_valid = None
     return ClusterLayout(N, L, m, overlap, tuple(levels), leaf_valid,
                          key_valid)
@@ -140,10 +146,15 @@ def cluster_layout(num_tokens: int, cluster_size: int, overlap: int,
                    device: Union[str, torch.device]) -> ClusterLayout:
     """The :class:`ClusterLayout` for ``num_tokens`` tokens on ``device``.
 
-    Layouts are cached (one LRU cache keyed by all four arguments).
+    Layouts are cached (one LRU cache keyed by all four arguments). They
+    are plain tensors built from Python integers outside any tracing mode
+    (fake tensors, ``make_fx``, ``torch.export``), so a layout first asked
+    for while tracing is a real one, a constant of the traced graph, and
+    later eager calls share it.
     """
-    return _cached_layout(num_tokens, cluster_size, overlap,
-                          torch.device(device))
+    with _disable_current_modes():
+        return _cached_layout(num_tokens, cluster_size, overlap,
+                              torch.device(device))
 
 
 def balanced_hierarchical_clustering(
@@ -216,18 +227,23 @@ def _cluster_order_shape(x, cluster_size=49, num_iters=2, temperature=100.):
     return x.new_empty(B, G, (N + G - 1) // G, dtype=torch.long)
 
 
-def _group_argsort(ratio: torch.Tensor) -> torch.Tensor:
+def _group_argsort(ratio: torch.Tensor, packed: bool = True) -> torch.Tensor:
     """Flat ``argsort(dim=-1, stable=True)`` of a (B, G, T) tensor.
 
     Returns the index, into ``ratio.view(-1)``, of every element of every
     group (row of T) in ascending order. Equal ratios (``-0.0`` and ``0.0``
-    included) keep their order; NaNs sort last, in order. float32: one 1-D
+    included) keep their order; NaNs sort last, in order.
+
+    Two sort keys, one order. ``packed`` (the op's kernel), float32: one 1-D
     stable sort of int64 keys (group, ratio bits made monotonic), which CPU
     and CUDA run as a radix sort, several times faster than a segmented
-    stable float sort.
+    stable float sort. Otherwise (other dtypes, and the export path of
+    :func:`cluster_order_decomposition`, since ONNX has no bitcast): a
+    stable float sort of every group, which orders ties (``-0.0 == 0.0``)
+    and NaNs the same way.
     """
     B, G, T = ratio.shape
-    if ratio.dtype != torch.float32:
+    if not packed or ratio.dtype != torch.float32:
         perm = ratio.argsort(dim=-1, stable=True)
         return perm + torch.arange(
             0, B * G * T, T, device=ratio.device).view(B, G, 1)
@@ -239,8 +255,12 @@ def _group_argsort(ratio: torch.Tensor) -> torch.Tensor:
     return key.view(-1).sort(stable=True).indices.view(B, G, T)
 
 
-def _split_ranks(q: torch.Tensor, inv_norm: torch.Tensor, level_layout,
-                 num_iters: int, temperature: float) -> torch.Tensor:
+def _split_ranks(q: torch.Tensor,
+                 inv_norm: torch.Tensor,
+                 level_layout,
+                 num_iters: int,
+                 temperature: float,
+                 packed_sort: bool = True) -> torch.Tensor:
     """Sorted ranks of one level's groups, in the slot layout of the level.
 
     Args:
@@ -249,6 +269,7 @@ def _split_ranks(q: torch.Tensor, inv_norm: torch.Tensor, level_layout,
         inv_norm (Tensor): (B, G, 1, T) reciprocal feature norms.
         level_layout (tuple): the level's ``(first, valid, src)`` of
             :attr:`ClusterLayout.levels`.
+        packed_sort (bool): the sort key, see :func:`_group_argsort`.
 
     Returns:
         Tensor: (B, G, T) long, the row of ``q.view(-1, d)`` that every
@@ -268,23 +289,27 @@ def _split_ranks(q: torch.Tensor, inv_norm: torch.Tensor, level_layout,
     scaled_inv_norm = inv_norm * temperature
     for _ in range(num_iters):
         # softmax over two centroids == sigmoid of the cosine difference
-        assign = torch.matmul(c1 - c2, qt).mul_(scaled_inv_norm).sigmoid_()
+        # (out of place: small tensors, and decompositions must be
+        # functional)
+        assign = (torch.matmul(c1 - c2, qt) * scaled_inv_norm).sigmoid()
         first_sum = torch.matmul(assign, q)  # (B, G, 1, d)
         c1 = F.normalize(first_sum, dim=-1)
         c2 = F.normalize(total - first_sum, dim=-1)
-    ratio = torch.matmul(c1, qt).mul_(inv_norm).add_(1).div_(
-        torch.matmul(c2, qt).mul_(inv_norm).add_(1)).view(B, G, T)
+    ratio = ((torch.matmul(c1, qt) * inv_norm + 1) /
+             (torch.matmul(c2, qt) * inv_norm + 1)).view(B, G, T)
     if src is not None:
         big = torch.finfo(ratio.dtype).max
         ratio = torch.nan_to_num(ratio, nan=big, posinf=big)
         ratio = ratio.masked_fill(~valid, float('inf'))
-    perm = _group_argsort(ratio)
+    perm = _group_argsort(ratio, packed_sort)
     if src is not None:
         perm = perm.gather(-1, src.expand(B, G, T))
     return perm
 
 
-def _cluster(x, cluster_size, num_iters, temperature):
+def _cluster(x, cluster_size, num_iters, temperature, packed_sort=True):
+    """The clustering, the one implementation of :func:`cluster_order`
+    (``packed_sort``) and of :func:`cluster_order_decomposition`."""
     B, N, d = x.shape
     layout = cluster_layout(N, cluster_size, 0, x.device)
     m, L = layout.leaf_size, layout.num_levels
@@ -302,7 +327,7 @@ def _cluster(x, cluster_size, num_iters, temperature):
         G, T = 2**level, Np >> level
         flat = _split_ranks(
             feats.view(B, G, T, d), inv_norm.view(B, G, 1, T), level_layout,
-            num_iters, temperature).view(-1)  # rows of (B * Np)
+            num_iters, temperature, packed_sort).view(-1)  # rows of (B * Np)
         # one index per level: the token each slot holds, and its features
         order = flat if level == 0 else order.index_select(0, flat)
         if level + 1 < L:  # the last level only needs the order
@@ -312,3 +337,33 @@ def _cluster(x, cluster_size, num_iters, temperature):
         0, B * Np, Np, device=x.device)[:, None]
     order = torch.where(order < N, order, -1)
     return order.view(B, 2**L, m)
+
+
+def cluster_order_decomposition(x: torch.Tensor,
+                                cluster_size: int = 49,
+                                num_iters: int = 2,
+                                temperature: float = 100.) -> torch.Tensor:
+    """:func:`cluster_order` in standard aten ops, for exporters.
+
+    The op's own implementation (:func:`_cluster`) with a stable float
+    sort of every group instead of the radix sort of packed integer keys
+    (:func:`_group_argsort`), which needs a bitcast that ONNX lacks: the
+    same ``order`` for every finite input, in float32 and float64 (tests
+    check it). Used by :data:`EXPORT_DECOMPOSITIONS` when an exported
+    program is lowered (e.g. for ONNX), with the layout of the traced
+    ``N`` frozen into the graph as constants.
+    """
+    with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+        return _cluster(
+            x.detach(),
+            cluster_size,
+            num_iters,
+            temperature,
+            packed_sort=False)
+
+
+#: ``ExportedProgram.run_decompositions`` entries that lower the clustering
+#: op to standard aten ops (see :func:`cluster_order_decomposition`).
+EXPORT_DECOMPOSITIONS = {
+    torch.ops.mmboat.cluster_order.default: cluster_order_decomposition
+}

@@ -6,7 +6,9 @@ import torch.nn.functional as F
 
 from mmboat.models.layers import (balanced_hierarchical_clustering,
                                   cluster_layout, num_cluster_levels)
-from mmboat.models.layers.clustering import _group_argsort
+from mmboat.models.layers.clustering import (EXPORT_DECOMPOSITIONS,
+                                             _cached_layout, _group_argsort,
+                                             cluster_order_decomposition)
 
 
 @pytest.mark.parametrize('N,S', [(3136, 49), (100, 49), (143, 49), (340, 49),
@@ -187,6 +189,8 @@ def test_stable_argsort_matches_a_stable_float_sort(dtype):
         expected = ratio.argsort(dim=-1, stable=True)
         expected += torch.arange(0, B * G * T, T).view(B, G, 1)
         assert torch.equal(_group_argsort(ratio), expected)
+        # the export path's key (a stable float sort): the same order
+        assert torch.equal(_group_argsort(ratio, packed=False), expected)
 
 
 def test_num_cluster_levels_integer_rule_is_round_log2():
@@ -209,3 +213,54 @@ def test_cluster_order_custom_op_fake_shape_matches_real(N):
     real = torch.ops.mmboat.cluster_order(x, 49, 2, 100.)
     assert fake.shape == real.shape and fake.dtype == real.dtype
     assert not real.requires_grad
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('N,S,d', [(3136, 49, 32), (143, 49, 16),
+                                   (340, 49, 32), (1050, 49, 64), (30, 49, 8),
+                                   (1, 49, 8), (37, 4, 8), (23, 8, 7)])
+def test_export_decomposition_gives_the_op_order(N, S, d, dtype):
+    # one implementation, two sort keys: the same order, ties included
+    torch.manual_seed(N + d)
+    twins = torch.randn(2, (N + 1) // 2, d, dtype=dtype)
+    for x in (torch.randn(3, N, d,
+                          dtype=dtype), twins.repeat_interleave(2, 1)[:, :N]):
+        for iters, temp in ((2, 100.), (1, 10.)):
+            assert torch.equal(
+                cluster_order_decomposition(x, S, iters, temp),
+                torch.ops.mmboat.cluster_order(x, S, iters, temp))
+
+
+def _traced_decomposition(N, S):
+
+    class Cluster(torch.nn.Module):
+
+        def forward(self, x):
+            return torch.ops.mmboat.cluster_order(x, S, 2, 100.)
+
+    x = torch.randn(2, N, 8)
+    program = torch.export.export(
+        Cluster(), (x, ),
+        dynamic_shapes=({
+            0: torch.export.Dim('batch')
+        }, ),
+        strict=False).run_decompositions(EXPORT_DECOMPOSITIONS)
+    return program.module()
+
+
+@pytest.mark.parametrize('N,S', [(143, 49), (23, 8), (30, 49), (3136, 49)])
+def test_exported_decomposition_is_plain_aten_and_eager_works_after(N, S):
+    # the layout is built from Python integers outside the tracing modes:
+    # the layout cached while tracing is a real one, eager calls after the
+    # export reuse it, and the traced program matches the op at any batch
+    _cached_layout.cache_clear()
+    module = _traced_decomposition(N, S)
+    assert not any('mmboat' in str(n.target) for n in module.graph.nodes)
+    layout = cluster_layout(N, S, 0, 'cpu')
+    for t in (layout.leaf_valid, *[lv[1] for lv in layout.levels]):
+        assert type(t) is torch.Tensor  # not a fake tensor
+    for B in (1, 3):
+        x = torch.randn(B, N, 8)
+        expected = torch.ops.mmboat.cluster_order(x, S, 2, 100.)
+        assert torch.equal(module(x), expected)
+        assert torch.equal(balanced_hierarchical_clustering(x, S)[0], expected)
