@@ -1,0 +1,8 @@
+from .onnx import (BackboneForExport, OnnxModel, OnnxSizeError,
+                   export_backbone_onnx, export_onnx, export_program,
+                   max_abs_diffs, onnx_translations)
+
+__all__ = [
+    'BackboneForExport', 'OnnxModel', 'OnnxSizeError', 'export_backbone_onnx',
+    'export_onnx', 'export_program', 'max_abs_diffs', 'onnx_translations'
+]

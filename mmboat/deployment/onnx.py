@@ -1,0 +1,283 @@
+"""ONNX export of the BOAT backbones and of FSLA.
+
+The clustering of FSLA is a custom op (``mmboat::cluster_order``) that
+``torch.export`` keeps as one node. :func:`export_program` exports a module
+with ``torch.export`` (batch dynamic, every other size fixed) and lowers
+that node to standard aten ops with
+:func:`~mmboat.models.layers.clustering.cluster_order_decomposition`, the
+op's own implementation with a stable float sort instead of the radix sort
+of packed integer keys. :func:`export_onnx` translates the result with
+``torch.onnx.export`` (the dynamo exporter), a stable sort becoming ONNX
+``TopK`` (stable by the ONNX spec: equal values keep the lower index
+first), and records the input size in the model's metadata.
+
+Sizes: the cluster layout of every FSLA block (how many levels, which slots
+are padding) depends on its number of tokens, so it is frozen into the
+graph for the H x W of the export. The ONNX input has a dynamic batch and
+fixed height and width: onnxruntime refuses another size ("Got invalid
+dimensions for input"), and :class:`OnnxModel` refuses it first with the
+export size and the fix (export again at that size).
+
+    from mmboat.deployment import BackboneForExport, OnnxModel, export_onnx
+    export_onnx(BackboneForExport(backbone, (224, 224)),
+                (torch.randn(1, 3, 224, 224), ), 'boat.onnx')
+    feats = OnnxModel('boat.onnx')(image)  # (B, 3, 224, 224) -> list
+"""
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmboat.models.layers.clustering import EXPORT_DECOMPOSITIONS
+
+HWShape = Tuple[int, int]
+#: metadata key of the exported input size, "H,W"
+INPUT_HW_KEY = 'mmboat.input_hw'
+DEFAULT_OPSET = 18
+
+
+class OnnxSizeError(ValueError):
+    """An input of another H x W than the one the model was exported at."""
+
+
+def size_message(export_hw: HWShape, got_hw: HWShape) -> str:
+    H, W = export_hw
+    h, w = got_hw
+    return (f'this model was exported for {H} x {W} inputs and got {h} x '
+            f'{w}: the cluster layout of every FSLA block is frozen into the '
+            f'graph for the export size (only the batch is dynamic). Resize '
+            f'or pad the input to {H} x {W}, or export again with '
+            f'--shape {h} {w} (tools/deployment/export_onnx.py).')
+
+
+class BackboneForExport(nn.Module):
+    """A backbone as an exported graph sees it: (B, 3, H, W) images of the
+    export size -> a tuple of feature maps.
+
+    The size check runs when the module is called or traced (at the export
+    size it passes); in the exported graph the height and width are fixed
+    dimensions of the input, which onnxruntime checks.
+    """
+
+    def __init__(self, backbone: nn.Module, input_hw: HWShape):
+        super().__init__()
+        self.backbone = backbone
+        self.input_hw = tuple(int(s) for s in input_hw)
+
+    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if tuple(image.shape[-2:]) != self.input_hw:
+            raise OnnxSizeError(
+                size_message(self.input_hw, tuple(image.shape[-2:])))
+        return tuple(self.backbone(image))
+
+
+def export_program(module: nn.Module,
+                   example: Tuple[torch.Tensor, ...],
+                   strict: bool = False) -> torch.export.ExportedProgram:
+    """``torch.export`` of ``module`` in eval mode, batch (dim 0 of every
+    tensor input) dynamic, FSLA's clustering op lowered to aten ops.
+
+    An example batch of 1 is traced as 2 (torch.export specialises a size
+    of 1); the program runs at any batch size.
+    """
+    example = tuple(
+        t.expand(2, *t.shape[1:]).contiguous(
+        ) if isinstance(t, torch.Tensor) and t.shape[0] == 1 else t
+        for t in example)
+    batch = torch.export.Dim('batch', min=1, max=4096)
+    dynamic = tuple({0: batch} if isinstance(t, torch.Tensor) else None
+                    for t in example)
+    with torch.no_grad():
+        program = torch.export.export(
+            module.eval(), example, dynamic_shapes=dynamic, strict=strict)
+    return program.run_decompositions(EXPORT_DECOMPOSITIONS)
+
+
+def _aten_sort_stable(self,
+                      stable=None,
+                      dim: int = -1,
+                      descending: bool = False):
+    """``aten::sort.stable`` as ONNX ``TopK`` of the whole axis (stable by
+    the spec: of equal values the lower index comes first)."""
+    from onnxscript import opset18 as op
+    k = op.Shape(
+        self, start=dim) if dim == -1 else op.Shape(
+            self, start=dim, end=dim + 1)
+    values, indices = op.TopK(
+        self, k, axis=dim, largest=int(descending), sorted=1)
+    return values, indices
+
+
+def onnx_translations() -> dict:
+    """The ``custom_translation_table`` of :func:`export_onnx`."""
+    return {torch.ops.aten.sort.stable: _aten_sort_stable}
+
+
+def export_onnx(module: nn.Module,
+                example: Tuple[torch.Tensor, ...],
+                path: Union[str, os.PathLike],
+                opset: int = DEFAULT_OPSET,
+                input_names: Sequence[str] = ('input', ),
+                output_names: Optional[Sequence[str]] = None,
+                metadata: Optional[Dict[str, str]] = None) -> str:
+    """Write ``module`` as one ONNX file (weights inside) at ``path``.
+
+    Batch dynamic, every other dimension fixed at the example's
+    (:func:`export_program`). ``metadata`` goes to the model's
+    ``metadata_props``; an input of 4 dims records its H x W under
+    :data:`INPUT_HW_KEY` too. Returns the path.
+    """
+    import onnx
+    path = str(path)
+    program = export_program(module, example)
+    if osp.dirname(path):
+        os.makedirs(osp.dirname(path), exist_ok=True)
+    torch.onnx.export(
+        program, (),
+        path,
+        dynamo=True,
+        opset_version=opset,
+        input_names=list(input_names),
+        output_names=None if output_names is None else list(output_names),
+        custom_translation_table=onnx_translations(),
+        external_data=False,
+        verbose=False)
+    metadata = dict(metadata or {})
+    if example[0].dim() == 4:
+        metadata.setdefault(INPUT_HW_KEY,
+                            ','.join(str(s) for s in example[0].shape[-2:]))
+    model = onnx.load(path)
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=str(value))
+    onnx.save(model, path)
+    return path
+
+
+def export_backbone_onnx(backbone: nn.Module,
+                         input_hw: HWShape,
+                         path: Union[str, os.PathLike],
+                         opset: int = DEFAULT_OPSET,
+                         example: Optional[torch.Tensor] = None,
+                         metadata: Optional[Dict[str, str]] = None) -> str:
+    """:func:`export_onnx` of a BOAT backbone for ``input_hw`` images:
+    input ``input`` (B, 3, H, W), outputs ``out0``, ``out1``... (its
+    ``out_indices``)."""
+    H, W = input_hw
+    if example is None:
+        example = torch.randn(1, 3, H, W)
+    wrapper = BackboneForExport(backbone, (H, W)).eval()
+    with torch.no_grad():
+        num_outputs = len(wrapper(example[:1]))
+    return export_onnx(
+        wrapper, (example, ),
+        path,
+        opset,
+        output_names=[f'out{i}' for i in range(num_outputs)],
+        metadata=metadata)
+
+
+class OnnxModel:
+    """An ONNX file of :func:`export_onnx` on onnxruntime's CPU provider.
+
+    Calling it with a tensor or array returns the outputs as numpy arrays.
+    An image input of another H x W than the export size raises
+    :class:`OnnxSizeError` naming the export size and the fix.
+    """
+
+    def __init__(self,
+                 path: Union[str, os.PathLike],
+                 threads: Optional[int] = None):
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(path), options, providers=['CPUExecutionProvider'])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        hw = meta.get(INPUT_HW_KEY)
+        self.input_hw = None if hw is None else tuple(
+            int(s) for s in hw.split(','))
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, x: Union[torch.Tensor, np.ndarray]) -> List[np.ndarray]:
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
+        if self.input_hw is not None and tuple(x.shape[-2:]) != \
+                self.input_hw:
+            raise OnnxSizeError(size_message(self.input_hw, x.shape[-2:]))
+        return self.session.run(None, {self.input_name: x})
+
+
+def max_abs_diffs(onnx_outputs: Sequence[np.ndarray],
+                  torch_outputs: Sequence[torch.Tensor]) -> List[float]:
+    """The max absolute difference of every output pair."""
+    return [
+        float(np.abs(o - t.detach().cpu().numpy()).max())
+        for o, t in zip(onnx_outputs, torch_outputs, strict=True)
+    ]
+
+
+#: the image checked against when none is given: embedded tiny-shapes data
+DEFAULT_IMAGE = 'data/tiny_shapes/coco/images/val/000000.jpg'
+
+
+def default_image() -> str:
+    """:data:`DEFAULT_IMAGE`, written first (tiny-shapes, seed 0, COCO
+    format: ``tools/misc/make_tiny_datasets.py --tasks det``) if absent."""
+    if not osp.isfile(DEFAULT_IMAGE):
+        from mmboat.datasets import make_tiny_datasets
+        make_tiny_datasets(
+            DEFAULT_IMAGE.split('/coco/')[0], seed=0, tasks=['det'])
+    return DEFAULT_IMAGE
+
+
+def config_backbone_and_input(
+        config,
+        checkpoint: Optional[str] = None,
+        image: Optional[str] = None,
+        input_hw: Optional[HWShape] = None) -> Tuple[nn.Module, torch.Tensor]:
+    """The BOAT backbone of an mmdet / mmseg / mmpretrain config and one
+    image as that backbone sees it.
+
+    The model is built as :func:`mmboat.apis.build_inferencer` builds it
+    (random weights), then ``checkpoint`` (a training checkpoint or a
+    converted backbone file) is loaded into the backbone with the
+    project's safe loader (:func:`mmboat.utils.load_backbone_weights`). The
+    image goes through the config's test pipeline and data preprocessor;
+    if that gives another size than ``input_hw``, it is resized to it
+    (bilinear).
+
+    Returns:
+        The backbone (eval mode) and a (1, 3, H, W) float32 tensor.
+    """
+    from mmboat.apis import build_inferencer
+    from mmboat.models.backbones.base import BaseBOATBackbone
+    from mmboat.utils import load_backbone_weights
+    image = default_image() if image is None else str(image)
+    if not osp.isfile(image):
+        raise FileNotFoundError(f'image {image} does not exist')
+    inferencer = build_inferencer(config, None, 'cpu')
+    net = inferencer.model
+    backbone = getattr(net, 'backbone', None)
+    if not isinstance(backbone, BaseBOATBackbone):
+        raise ValueError(
+            f'the model ({type(net).__name__}) has no BOAT backbone but '
+            f'{type(backbone).__name__}; use an mmboat config')
+    if checkpoint is not None:
+        load_backbone_weights(backbone, checkpoint, backbone.official_prefixes,
+                              backbone.converter)
+    batch = next(iter(inferencer.preprocess([image], batch_size=1)))
+    if isinstance(batch, (list, tuple)):  # mmdet: (originals, data)
+        batch = batch[-1]
+    with torch.no_grad():
+        inputs = net.data_preprocessor(batch, False)['inputs'].float()
+    if input_hw is not None and tuple(inputs.shape[-2:]) != tuple(input_hw):
+        inputs = F.interpolate(
+            inputs, size=tuple(input_hw), mode='bilinear', align_corners=False)
+    return backbone.eval(), inputs

@@ -1,0 +1,188 @@
+"""ONNX export (mmboat.deployment.onnx) and torch.export of FSLA and both
+backbones: onnxruntime (CPU) matches eager PyTorch, the batch is dynamic,
+another H x W is refused, and the command line works on a tiny config."""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from mmboat.deployment import (BackboneForExport, OnnxModel, OnnxSizeError,
+                               export_backbone_onnx, export_onnx,
+                               max_abs_diffs)
+from mmboat.models.backbones import BOATCSWinTransformer, BOATSwinTransformer
+from mmboat.models.layers import FeatureSpaceLocalAttention
+from tests.helpers import REPO_ROOT, load_tool
+
+ort = pytest.importorskip('onnxruntime')
+
+# float32, random weights: the differences measured are about 1e-6
+ATOL = 1e-5
+
+
+class FSLAForExport(nn.Module):
+
+    def __init__(self, fsla, hw):
+        super().__init__()
+        self.fsla, self.hw = fsla, hw
+
+    def forward(self, x):
+        return self.fsla(x, self.hw)
+
+
+class ClusterOrder(nn.Module):
+
+    def __init__(self, cluster_size):
+        super().__init__()
+        self.cluster_size = cluster_size
+
+    def forward(self, x):
+        return torch.ops.mmboat.cluster_order(x, self.cluster_size, 2, 100.)
+
+
+# (H, W, cluster size): N = 35 and 144 are not S * 2**L (padding), N = 20
+# is a single cluster (N <= S), N = 64 = 8 * 2**3 has no padding
+FSLA_SIZES = [(5, 7, 8), (4, 5, 49), (12, 12, 8), (8, 8, 8)]
+
+
+@pytest.mark.parametrize('H,W,S', FSLA_SIZES)
+def test_clustering_onnx_chooses_the_same_clusters(tmp_path, H, W, S):
+    torch.manual_seed(H * W)
+    path = export_onnx(
+        ClusterOrder(S), (torch.randn(1, H * W, 8), ), tmp_path / 'order.onnx')
+    model = OnnxModel(path)
+    for B in (1, 2, 3):
+        x = torch.randn(B, H * W, 8)
+        order, = model(x)
+        assert np.array_equal(order, ClusterOrder(S)(x).numpy())
+
+
+@pytest.mark.parametrize('H,W,S', FSLA_SIZES)
+def test_fsla_onnx_matches_eager_at_any_batch(tmp_path, H, W, S):
+    torch.manual_seed(0)
+    fsla = FeatureSpaceLocalAttention(32, 2, cluster_size=S, overlap=3)
+    module = FSLAForExport(fsla, (H, W)).eval()
+    path = export_onnx(module, (torch.randn(1, H * W, 32), ),
+                       tmp_path / 'fsla.onnx')
+    model = OnnxModel(path)
+    inputs = model.session.get_inputs()[0]
+    assert isinstance(inputs.shape[0], str)  # batch dynamic
+    assert inputs.shape[1:] == [H * W, 32]  # tokens fixed
+    for B in (1, 2):
+        x = torch.randn(B, H * W, 32)
+        with torch.no_grad():
+            expected = module(x)
+        diff, = max_abs_diffs(model(x), [expected])
+        assert diff < ATOL
+    # another number of tokens: onnxruntime refuses the fixed dimension
+    with pytest.raises(Exception, match=f'Expected: {H * W}'):
+        model(torch.randn(1, H * W + 1, 32))
+
+
+@pytest.mark.parametrize('strict', [False, True])
+def test_torch_export_fsla_one_graph_matches_eager(strict):
+    torch.manual_seed(0)
+    module = FSLAForExport(
+        FeatureSpaceLocalAttention(32, 2, cluster_size=8, overlap=3),
+        (5, 7)).eval()
+    x = torch.randn(2, 35, 32)
+    program = torch.export.export(module, (x, ), strict=strict)
+    ops = [str(n.target) for n in program.graph.nodes]
+    assert ops.count('mmboat.cluster_order.default') == 1
+    with torch.no_grad():
+        assert torch.allclose(program.module()(x), module(x), atol=1e-6)
+        # eager still works after the export (no traced layout cached)
+        module(torch.randn(1, 35, 32))
+
+
+SWIN = (BOATSwinTransformer,
+        dict(embed_dims=32, depths=(2, 2, 2, 2),
+             num_heads=(1, 2, 4, 8)), (64, 96))
+CSWIN = (BOATCSWinTransformer,
+         dict(
+             embed_dims=16,
+             depths=(1, 2, 2, 1),
+             num_heads=(2, 2, 4, 8),
+             split_sizes=(1, 2, 7, 7)), (60, 76))
+
+
+def small_backbone(family):
+    cls, arch, hw = family
+    torch.manual_seed(0)
+    backbone = cls(arch=arch)
+    backbone.init_weights()
+    return backbone.eval(), hw
+
+
+@pytest.mark.parametrize('strict', [False, True])
+@pytest.mark.parametrize(
+    'family', [SWIN, CSWIN], ids=['BOAT-Swin', 'BOAT-CSWin'])
+def test_torch_export_backbones_one_graph_matches_eager(family, strict):
+    backbone, hw = small_backbone(family)
+    module = BackboneForExport(backbone, hw)
+    x = torch.randn(2, 3, *hw)
+    program = torch.export.export(module, (x, ), strict=strict)
+    assert any('mmboat.cluster_order' in str(n.target)
+               for n in program.graph.nodes)
+    with torch.no_grad():
+        for got, expected in zip(program.module()(x), module(x)):
+            assert torch.allclose(got, expected, atol=1e-5)
+
+
+@pytest.fixture(
+    scope='module', params=[SWIN, CSWIN], ids=['BOAT-Swin', 'BOAT-CSWin'])
+def exported_backbone(request, tmp_path_factory):
+    backbone, hw = small_backbone(request.param)
+    path = export_backbone_onnx(
+        backbone, hw,
+        tmp_path_factory.mktemp('onnx') / 'backbone.onnx')
+    return backbone, hw, OnnxModel(path)
+
+
+@pytest.mark.slow
+def test_backbone_onnx_matches_eager_at_any_batch(exported_backbone):
+    # exported from a batch of 1, run at 1 and 2
+    backbone, hw, model = exported_backbone
+    assert model.input_hw == hw
+    assert [o.name for o in model.session.get_outputs()] == \
+        ['out0', 'out1', 'out2', 'out3']
+    for B in (1, 2):
+        x = torch.randn(B, 3, *hw)
+        with torch.no_grad():
+            expected = backbone(x)
+        got = model(x)
+        assert [g.shape for g in got] == [tuple(e.shape) for e in expected]
+        assert max(max_abs_diffs(got, expected)) < ATOL
+
+
+@pytest.mark.slow
+def test_backbone_onnx_refuses_another_size(exported_backbone):
+    _, (H, W), model = exported_backbone
+    x = np.zeros((1, 3, H + 32, W), np.float32)
+    with pytest.raises(OnnxSizeError, match=f'exported for {H} x {W}'):
+        model(x)
+    # the graph itself: fixed height and width, onnxruntime refuses
+    with pytest.raises(Exception, match=f'Got: {H + 32} Expected: {H}'):
+        model.session.run(None, {model.input_name: x})
+    with pytest.raises(OnnxSizeError, match=f'--shape {H + 32} {W}'):
+        BackboneForExport(nn.Identity(), (H, W))(torch.from_numpy(x))
+
+
+@pytest.mark.slow
+def test_export_onnx_tool_on_a_tiny_config(tmp_path, capsys):
+    main = load_tool(REPO_ROOT / 'tools' / 'deployment' /
+                     'export_onnx.py').main
+    out = tmp_path / 'nano.onnx'
+    main([
+        str(REPO_ROOT / 'configs/tiny/boat-swin-nano_tiny-shapes.py'),
+        '--shape', '64', '64', '--out',
+        str(out), '--repeats', '1'
+    ])
+    text = capsys.readouterr().out
+    assert out.is_file()
+    diffs = [
+        float(line.rsplit(' ', 1)[1]) for line in text.splitlines()
+        if 'max abs difference' in line
+    ]
+    assert diffs and max(diffs) < ATOL, text
+    assert f'written: {out}' in text and 'CPU latency' in text
+    assert OnnxModel(out).input_hw == (64, 64)
