@@ -63,16 +63,32 @@ class BackboneForExport(nn.Module):
     dimensions of the input, which onnxruntime checks.
     """
 
-    def __init__(self, backbone: nn.Module, input_hw: HWShape):
+    def __init__(self, net: nn.Module, input_hw: HWShape):
         super().__init__()
-        self.backbone = backbone
+        self.net = net
         self.input_hw = tuple(int(s) for s in input_hw)
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         if tuple(image.shape[-2:]) != self.input_hw:
             raise OnnxSizeError(
                 size_message(self.input_hw, tuple(image.shape[-2:])))
-        return tuple(self.backbone(image))
+        return self.run(image)
+
+    def run(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return tuple(self.net(image))
+
+
+class ModelForExport(BackboneForExport):
+    """A whole segmentor (mmseg) or classifier (mmpretrain) as an exported
+    graph sees it: its test forward in ``tensor`` mode on preprocessed
+    (B, 3, H, W) images -> ``(seg_logits,)`` (B, K, H', W') at the decode
+    head's resolution, or ``(logits,)`` (B, K). A detector's test forward
+    (RoI ops, NMS, post-processing) is mmdeploy's job: export its backbone.
+    """
+
+    def run(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        out = self.net(image, mode='tensor')
+        return tuple(out) if isinstance(out, (list, tuple)) else (out, )
 
 
 def export_program(module: nn.Module,
@@ -162,14 +178,18 @@ def export_backbone_onnx(backbone: nn.Module,
                          path: Union[str, os.PathLike],
                          opset: int = DEFAULT_OPSET,
                          example: Optional[torch.Tensor] = None,
-                         metadata: Optional[Dict[str, str]] = None) -> str:
+                         metadata: Optional[Dict[str, str]] = None,
+                         whole_model: bool = False) -> str:
     """:func:`export_onnx` of a BOAT backbone for ``input_hw`` images:
     input ``input`` (B, 3, H, W), outputs ``out0``, ``out1``... (its
-    ``out_indices``)."""
+    ``out_indices``). ``whole_model``: ``backbone`` is a segmentor or
+    classifier, exported whole (:class:`ModelForExport`), output ``out0``.
+    """
     H, W = input_hw
     if example is None:
         example = torch.randn(1, 3, H, W)
-    wrapper = BackboneForExport(backbone, (H, W)).eval()
+    wrapper_cls = ModelForExport if whole_model else BackboneForExport
+    wrapper = wrapper_cls(backbone, (H, W)).eval()
     with torch.no_grad():
         num_outputs = len(wrapper(example[:1]))
     return export_onnx(
@@ -241,7 +261,8 @@ def config_backbone_and_input(
         config,
         checkpoint: Optional[str] = None,
         image: Optional[str] = None,
-        input_hw: Optional[HWShape] = None) -> Tuple[nn.Module, torch.Tensor]:
+        input_hw: Optional[HWShape] = None,
+        whole_model: bool = False) -> Tuple[nn.Module, torch.Tensor]:
     """The BOAT backbone of an mmdet / mmseg / mmpretrain config and one
     image as that backbone sees it.
 
@@ -253,8 +274,12 @@ def config_backbone_and_input(
     if that gives another size than ``input_hw``, it is resized to it
     (bilinear).
 
+    ``whole_model``: return the whole segmentor or classifier instead of
+    its backbone (a detector is refused: export its backbone).
+
     Returns:
-        The backbone (eval mode) and a (1, 3, H, W) float32 tensor.
+        The backbone or model (eval mode) and a (1, 3, H, W) float32
+        tensor.
     """
     from mmboat.apis import build_inferencer
     from mmboat.models.backbones.base import BaseBOATBackbone
@@ -262,14 +287,24 @@ def config_backbone_and_input(
     image = default_image() if image is None else str(image)
     if not osp.isfile(image):
         raise FileNotFoundError(f'image {image} does not exist')
-    inferencer = build_inferencer(config, None, 'cpu')
+    # a whole model loads all its weights (a training checkpoint) through
+    # the library's inferencer; a backbone only its own (below)
+    inferencer = build_inferencer(config, checkpoint if whole_model else None,
+                                  'cpu')
     net = inferencer.model
     backbone = getattr(net, 'backbone', None)
     if not isinstance(backbone, BaseBOATBackbone):
         raise ValueError(
             f'the model ({type(net).__name__}) has no BOAT backbone but '
             f'{type(backbone).__name__}; use an mmboat config')
-    if checkpoint is not None:
+    if whole_model and not hasattr(net, 'decode_head') and not hasattr(
+            net, 'head'):
+        raise ValueError(
+            f'--whole-model exports segmentors (mmseg) and classifiers '
+            f'(mmpretrain); {type(net).__name__} runs RoI ops and '
+            'post-processing that need mmdeploy: export its backbone '
+            '(without --whole-model) and run the neck and heads in PyTorch')
+    if checkpoint is not None and not whole_model:
         load_backbone_weights(backbone, checkpoint, backbone.official_prefixes,
                               backbone.converter)
     batch = next(iter(inferencer.preprocess([image], batch_size=1)))
@@ -280,4 +315,4 @@ def config_backbone_and_input(
     if input_hw is not None and tuple(inputs.shape[-2:]) != tuple(input_hw):
         inputs = F.interpolate(
             inputs, size=tuple(input_hw), mode='bilinear', align_corners=False)
-    return backbone.eval(), inputs
+    return (net if whole_model else backbone).eval(), inputs

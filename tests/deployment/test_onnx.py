@@ -186,3 +186,37 @@ def test_export_onnx_tool_on_a_tiny_config(tmp_path, capsys):
     assert diffs and max(diffs) < ATOL, text
     assert f'written: {out}' in text and 'CPU latency' in text
     assert OnnxModel(out).input_hw == (64, 64)
+
+
+@pytest.mark.slow
+def test_export_onnx_tool_whole_segmentor_matches_eager(tmp_path, capsys):
+    # the whole UperNet (test forward in tensor mode: seg logits), on a
+    # tiny-shapes image through the config's pipeline
+    main = load_tool(REPO_ROOT / 'tools' / 'deployment' /
+                     'export_onnx.py').main
+    out = tmp_path / 'upernet.onnx'
+    main([
+        str(REPO_ROOT / 'configs/tiny/upernet_boat-cswin-nano_tiny-shapes.py'),
+        '--shape', '64', '96', '--out',
+        str(out), '--repeats', '0', '--whole-model'
+    ])
+    text = capsys.readouterr().out
+    lines = [
+        line for line in text.splitlines() if 'max abs difference' in line
+    ]
+    # one output: (1, classes, H / 4, W / 4) logits
+    assert len(lines) == 1 and lines[0].startswith('out0 (1, 5, 16, 24)'), text
+    assert float(lines[0].rsplit(' ', 1)[1]) < 1e-4, text
+    logits = OnnxModel(out)(np.zeros((2, 3, 64, 96), np.float32))
+    assert logits[0].shape == (2, 5, 16, 24)
+
+
+def test_export_onnx_tool_refuses_a_whole_detector(capsys):
+    main = load_tool(REPO_ROOT / 'tools' / 'deployment' /
+                     'export_onnx.py').main
+    with pytest.raises(SystemExit, match='need mmdeploy: export its backbone'):
+        main([
+            str(REPO_ROOT /
+                'configs/tiny/mask-rcnn_boat-swin-nano_fpn_tiny-shapes.py'),
+            '--shape', '64', '64', '--whole-model'
+        ])

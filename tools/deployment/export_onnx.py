@@ -2,15 +2,18 @@
 onnxruntime (CPU) against PyTorch.
 
     python tools/deployment/export_onnx.py CONFIG [CHECKPOINT] --shape H W \\
-        [--out FILE] [--opset N] [--image IMG] [--repeats R]
+        [--out FILE] [--opset N] [--image IMG] [--repeats R] \\
+        [--whole-model]
 
 The ONNX model takes (B, 3, H, W) float32 images of the export size (batch
 dynamic; the FSLA cluster layout is frozen for H x W) and returns the
-backbone's feature maps ``out0``, ``out1``... Without a checkpoint the
-weights are random. The check runs one image (default: the embedded
-tiny-shapes data) through the config's test pipeline and data preprocessor
-(resized to H x W if needed) and prints the max abs difference of every
-output and the CPU latency of onnxruntime and PyTorch.
+backbone's feature maps ``out0``, ``out1``... (``--whole-model``: a
+segmentor's seg logits or a classifier's class logits, ``out0``).
+Without a checkpoint the weights are random. The check runs one image
+(default: the embedded tiny-shapes data) through the config's test
+pipeline and data preprocessor (resized to H x W if needed) and prints the
+max abs difference of every output and the CPU latency of onnxruntime and
+PyTorch.
 """
 import argparse
 import os.path as osp
@@ -38,6 +41,11 @@ def parse_args(argv=None):
     parser.add_argument(
         '--image', help='image to check with (default: tiny-shapes)')
     parser.add_argument(
+        '--whole-model',
+        action='store_true',
+        help='export the whole segmentor or classifier (test forward in '
+        'tensor mode: seg logits / class logits), not only the backbone')
+    parser.add_argument(
         '--repeats',
         type=int,
         default=5,
@@ -52,23 +60,31 @@ def main(argv=None):
     # imported here so that --help answers without loading the model stack
     import torch
 
-    from mmboat.deployment.onnx import (OnnxModel, config_backbone_and_input,
+    from mmboat.deployment.onnx import (BackboneForExport, ModelForExport,
+                                        OnnxModel, config_backbone_and_input,
                                         export_backbone_onnx, max_abs_diffs)
     from mmboat.utils.benchmark import interleaved_medians
     H, W = args.shape
     out = args.out or osp.join(
         'work_dirs', 'onnx',
         f'{osp.splitext(osp.basename(args.config))[0]}_{H}x{W}.onnx')
-    backbone, image = config_backbone_and_input(args.config, args.checkpoint,
-                                                args.image, (H, W))
+    try:
+        net, image = config_backbone_and_input(args.config, args.checkpoint,
+                                               args.image, (H, W),
+                                               args.whole_model)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f'error: {e}')
     path = export_backbone_onnx(
-        backbone, (H, W),
+        net, (H, W),
         out,
         args.opset,
-        metadata={'mmboat.config': osp.basename(args.config)})
+        metadata={'mmboat.config': osp.basename(args.config)},
+        whole_model=args.whole_model)
+    wrapper = (ModelForExport if args.whole_model else BackboneForExport)(
+        net, (H, W)).eval()
     model = OnnxModel(path, threads=torch.get_num_threads())
     with torch.no_grad():
-        expected = backbone(image)
+        expected = wrapper(image)
     got = model(image)
     print(f'input: 1 x 3 x {H} x {W} (batch dynamic, H x W fixed)')
     for i, (diff, t) in enumerate(zip(max_abs_diffs(got, expected), expected)):
@@ -79,7 +95,7 @@ def main(argv=None):
 
         def torch_step():
             with torch.no_grad():
-                backbone(image)
+                wrapper(image)
 
         medians = interleaved_medians(
             {
