@@ -1,9 +1,9 @@
-from .complexity import (TASKS, model_complexity, standard_forward,
-                         standard_inputs)
+from .complexity import (TASKS, load_task_config, model_complexity,
+                         standard_forward, standard_inputs)
 from .flops import cluster_order_macs, register_flop_counting, sdpa_macs
 
 __all__ = [
-    'TASKS', 'cluster_order_macs', 'model_complexity',
+    'TASKS', 'cluster_order_macs', 'load_task_config', 'model_complexity',
     'register_flop_counting', 'sdpa_macs', 'standard_forward',
     'standard_inputs'
 ]

@@ -7,7 +7,7 @@ under MMEngine's ``get_model_complexity_info``, with FSLA's clustering and
 attention counted (:mod:`.flops`).
 """
 from functools import partial
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Sequence, Tuple
 
 import torch
 
@@ -17,6 +17,33 @@ TASKS = {
     'mmseg': ('ADE20K sem. seg.', (512, 2048)),
     'mmpretrain': ('ImageNet-1k cls.', (224, 224)),
 }
+
+
+def load_task_config(path, cfg_options: Sequence[str] = ()):
+    """The config at ``path`` with ``--cfg-options`` style ``KEY=VALUE``
+    overrides merged, checked to be a detection, segmentation or
+    classification config (``default_scope`` in :data:`TASKS`).
+
+    Raises:
+        FileNotFoundError: no config file at ``path``.
+        ValueError: another ``default_scope``.
+    """
+    import argparse
+
+    from mmengine.config import DictAction
+
+    from mmboat.apis import load_config
+    cfg = load_config(str(path))
+    if cfg_options:
+        options = argparse.Namespace()
+        DictAction(option_strings=[], dest='o')(None, options, cfg_options)
+        cfg.merge_from_dict(options.o)
+    scope = cfg.get('default_scope')
+    if scope not in TASKS:
+        raise ValueError(f'{path}: default_scope {scope!r} is none of '
+                         f'{sorted(TASKS)}; give a detection, segmentation '
+                         'or classification config')
+    return cfg
 
 
 def standard_inputs(scope: str, hw: Tuple[int, int]) -> dict:

@@ -52,25 +52,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmengine.config import DictAction
     from mmengine.registry import MODELS, init_default_scope
 
-    from mmboat.analysis import TASKS, model_complexity
-    from mmboat.apis import load_config
+    from mmboat.analysis import TASKS, load_task_config, model_complexity
     try:
-        cfg = load_config(args.config)
-    except FileNotFoundError as e:
+        cfg = load_task_config(args.config, args.cfg_options)
+    except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f'error: {e}')
-    if args.cfg_options:
-        options = argparse.Namespace()
-        DictAction(
-            option_strings=[], dest='o')(None, options, args.cfg_options)
-        cfg.merge_from_dict(options.o)
-    scope = cfg.get('default_scope')
-    if scope not in TASKS:
-        raise SystemExit(f'error: {args.config}: default_scope {scope!r} is '
-                         f'none of {sorted(TASKS)}; give a detection, '
-                         'segmentation or classification config')
+    scope = cfg.default_scope
     init_default_scope(scope)
     backbone = cfg.model.get('backbone', {})
     if backbone.get('init_cfg'):

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mmboat.analysis import TASKS, standard_forward
+from mmboat.analysis import TASKS, load_task_config, standard_forward
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONVERTERS = {
@@ -84,20 +84,6 @@ def published_source(cfg, model):
     target = init_cfg.get('checkpoint',
                           f'checkpoints/{release[0].lower()}_in1k_mmboat.pth')
     return release[1], release[0], target, converter
-
-
-def load_config(path, cfg_options):
-    from mmengine.config import Config, DictAction
-    cfg = Config.fromfile(str(path))
-    if cfg_options:
-        options = argparse.Namespace()
-        DictAction(option_strings=[], dest='o')(None, options, cfg_options)
-        cfg.merge_from_dict(options.o)
-    if cfg.get('default_scope') not in TASKS:
-        raise SystemExit(f'error: {path}: default_scope '
-                         f"{cfg.get('default_scope')!r} is none of "
-                         f'{sorted(TASKS)}')
-    return cfg
 
 
 def measure(cfg):
@@ -164,7 +150,10 @@ def zoo_rows(configs, cfg_options):
             f'[{i}/{len(configs)}] {path.name}: measuring',
             file=sys.stderr,
             flush=True)
-        cfg = load_config(path, cfg_options)
+        try:
+            cfg = load_task_config(path, cfg_options)
+        except ValueError as e:
+            raise SystemExit(f'error: {e}')
         # configs differing only in schedule / data share one measurement
         key = (cfg.default_scope, repr(cfg.model.to_dict()))
         if key not in measured:
