@@ -57,7 +57,7 @@ val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
 
 # ----------------------------------------------------------------- schedule
-max_epochs = 12
+max_epochs = 40
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
     dict(
