@@ -14,15 +14,22 @@ ratios: absolute times on shared machines are noisy.
 
 The last column times ``torch.compile(fsla, fullgraph=True)`` against the
 same layer in eager mode (forward; compiled once per shape, untimed).
+
+Then the backbones (``--no-backbones`` skips them): BOAT-Swin-T against
+mmdet's Swin-T and BOAT-CSWin-T against the same backbone without FSLA
+blocks (CSWin-T), for a training step at 224 x 224, batch 8 (time and
+peak memory) and an inference step at 800 x 1344, batch 1 (time), eager,
+drop path off, all four stage outputs.
 """
 import argparse
 import statistics
 
 import torch
 
+from mmboat.models.backbones import BOATCSWinTransformer, BOATSwinTransformer
 from mmboat.models.layers import (FeatureSpaceLocalAttention,
                                   PaddedShiftWindowMSA)
-from mmboat.utils.benchmark import timed
+from mmboat.utils.benchmark import interleaved_medians, peak_memory, timed
 
 SWIN_T = [(96, 3), (192, 6), (384, 12), (768, 24)]  # (channels, heads)
 
@@ -88,6 +95,28 @@ def main():
         help='skip the torch.compile(fsla, fullgraph=True) column (its '
         'first call per shape compiles: up to a minute each on a CPU)')
     parser.add_argument(
+        '--no-backbones',
+        action='store_true',
+        help='skip the backbone comparison (minutes on a CPU)')
+    parser.add_argument(
+        '--backbone-arch',
+        default='tiny',
+        help='preset of both BOAT backbones (default: %(default)s)')
+    parser.add_argument(
+        '--backbone-train-size',
+        default='224x224',
+        help='HxW of the backbone training step (default: %(default)s)')
+    parser.add_argument(
+        '--backbone-batch',
+        type=int,
+        default=8,
+        help='batch of the backbone training step (default: %(default)s)')
+    parser.add_argument(
+        '--backbone-test-size',
+        default='800x1344',
+        help='HxW of the backbone inference step, batch 1 '
+        '(default: %(default)s)')
+    parser.add_argument(
         '--threads',
         type=int,
         default=None,
@@ -144,6 +173,84 @@ def main():
     if 'compiled' in gmean:
         print('geometric mean ratio compiled FSLA / eager FSLA (forward): '
               f'{gmean["compiled"]:.2f}x')
+    if not args.no_backbones:
+        bench_backbones(args, device)
+
+
+def build_backbone_pairs(arch):
+    """(name, BOAT backbone, baseline name, baseline) of both families."""
+    from mmdet.models.backbones import SwinTransformer
+
+    kw = dict(arch=arch, drop_path_rate=0.)
+    boat_swin = BOATSwinTransformer(**kw)
+    swin = SwinTransformer(
+        embed_dims=boat_swin.embed_dims,
+        depths=boat_swin.depths,
+        num_heads=boat_swin.num_heads,
+        drop_path_rate=0.)
+    return [('BOAT-Swin', boat_swin, 'Swin (mmdet)', swin),
+            ('BOAT-CSWin', BOATCSWinTransformer(**kw), 'CSWin (no FSLA)',
+             BOATCSWinTransformer(fsla_blocks=[[]] * 4, **kw))]
+
+
+def bench_backbones(args, device):
+    """Training step (time, peak memory) and inference (time) of each BOAT
+    backbone against its baseline, interleaved."""
+    (th, tw), tb = parse_size(args.backbone_train_size), args.backbone_batch
+    ih, iw = parse_size(args.backbone_test_size)
+    print(f'\nbackbones ({args.backbone_arch}, eager): training step '
+          f'{th}x{tw} batch {tb}, inference {ih}x{iw} batch 1; ratio = BOAT / '
+          'baseline')
+    header = (f'{"BOAT":>10} {"baseline":>16} | {"train":>9} {"ratio":>6} | '
+              f'{"train peak":>10} {"ratio":>6} | {"inference":>9} '
+              f'{"ratio":>6}')
+    print(header)
+    print('-' * len(header))
+    torch.manual_seed(0)
+    x_train = torch.randn(tb, 3, th, tw, device=device)
+    x_test = torch.randn(1, 3, ih, iw, device=device)
+    for name, boat, base_name, base in build_backbone_pairs(
+            args.backbone_arch):
+        models = {name: boat.to(device), base_name: base.to(device)}
+
+        def train_step(model):
+            return lambda: sum(o.sum() for o in model(x_train)).backward()
+
+        def test_step(model):
+
+            def step():
+                with torch.no_grad():
+                    model(x_test)
+
+            return step
+
+        for model in models.values():
+            model.train()
+        train = interleaved_medians(
+            {
+                k: train_step(m)
+                for k, m in models.items()
+            }, args.repeats, device)
+        peak = {
+            k: peak_memory(train_step(m), device)
+            for k, m in models.items()
+        }
+        for model in models.values():
+            model.eval()
+        test = interleaved_medians({
+            k: test_step(m)
+            for k, m in models.items()
+        }, args.repeats, device)
+        row = [name, base_name]
+        for figures, unit, scale in ((train, 's', 1), (peak, 'MiB', 2**-20),
+                                     (test, 's', 1)):
+            boat_value, base_value = figures[name], figures[base_name]
+            row.append(f'{boat_value * scale:.2f}{unit}')
+            row.append(f'{boat_value / base_value:.2f}x')
+        print(
+            f'{row[0]:>10} {row[1]:>16} | {row[2]:>9} {row[3]:>6} | '
+            f'{row[4]:>10} {row[5]:>6} | {row[6]:>9} {row[7]:>6}',
+            flush=True)
 
 
 if __name__ == '__main__':
