@@ -57,7 +57,7 @@ def test_benchmark_fsla_backbones():
     }
     assert sorted(rows) == ['BOAT-CSWin', 'BOAT-Swin'], proc.stdout
     assert 'Swin (mmdet)' in rows['BOAT-Swin']
-    assert 'CSWin (no FSLA)' in rows['BOAT-CSWin']
+    assert 'BOAT-CSWin without FSLA' in rows['BOAT-CSWin']
     for row in rows.values():
         train, peak, test = map(float, re.findall(RATIO, row))
         assert train > 0 and test > 0, row

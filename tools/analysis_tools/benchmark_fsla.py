@@ -15,23 +15,29 @@ ratios: absolute times on shared machines are noisy.
 The last column times ``torch.compile(fsla, fullgraph=True)`` against the
 same layer in eager mode (forward; compiled once per shape, untimed).
 
-Then the backbones (``--no-backbones`` skips them): BOAT-Swin-T against
-mmdet's Swin-T and BOAT-CSWin-T against the same backbone without FSLA
-blocks (CSWin-T), for a training step at 224 x 224, batch 8 (time and
-peak memory) and an inference step at 800 x 1344, batch 1 (time), eager,
-drop path off, all four stage outputs.
+Then the backbones (``--no-backbones`` skips them), measured as
+``benchmark.py CONFIG --part backbone`` measures them, for the T-size
+Mask R-CNN configs: BOAT-Swin-T against mmdet's Swin-T and BOAT-CSWin-T
+against the same backbone without FSLA blocks (CSWin-T), for a training
+step at 224 x 224, batch 8 (time and peak memory) and an inference step at
+800 x 1344, batch 1 (time), eager.
 """
 import argparse
 import statistics
+from pathlib import Path
 
 import torch
 
-from mmboat.models.backbones import BOATCSWinTransformer, BOATSwinTransformer
 from mmboat.models.layers import (FeatureSpaceLocalAttention,
                                   PaddedShiftWindowMSA)
-from mmboat.utils.benchmark import interleaved_medians, peak_memory, timed
+from mmboat.utils.benchmark import timed
 
 SWIN_T = [(96, 3), (192, 6), (384, 12), (768, 24)]  # (channels, heads)
+REPO = Path(__file__).resolve().parents[2]
+#: the configs whose backbones are compared (mmdet: Swin's baseline is
+#: mmdet's SwinTransformer)
+BACKBONE_CONFIGS = ('configs/boat_swin/mask-rcnn_boat-swin-t_fpn_1x_coco.py',
+                    'configs/boat_cswin/mask-rcnn_boat-cswin-t_fpn_1x_coco.py')
 
 
 def parse_size(text):
@@ -177,79 +183,61 @@ def main():
         bench_backbones(args, device)
 
 
-def build_backbone_pairs(arch):
-    """(name, BOAT backbone, baseline name, baseline) of both families."""
-    from mmdet.models.backbones import SwinTransformer
-
-    kw = dict(arch=arch, drop_path_rate=0.)
-    boat_swin = BOATSwinTransformer(**kw)
-    swin = SwinTransformer(
-        embed_dims=boat_swin.embed_dims,
-        depths=boat_swin.depths,
-        num_heads=boat_swin.num_heads,
-        drop_path_rate=0.)
-    return [('BOAT-Swin', boat_swin, 'Swin (mmdet)', swin),
-            ('BOAT-CSWin', BOATCSWinTransformer(**kw), 'CSWin (no FSLA)',
-             BOATCSWinTransformer(fsla_blocks=[[]] * 4, **kw))]
-
-
 def bench_backbones(args, device):
-    """Training step (time, peak memory) and inference (time) of each BOAT
-    backbone against its baseline, interleaved."""
+    """Each family's T-size Mask R-CNN config through ``benchmark.py``'s
+    ``measure`` (the backbone part against its baseline): a training step
+    (time, peak memory) and an inference step (time)."""
+    import logging
+    from argparse import Namespace
+
+    from benchmark import load_config, measure
+    from mmengine.logging import MMLogger
+
     (th, tw), tb = parse_size(args.backbone_train_size), args.backbone_batch
     ih, iw = parse_size(args.backbone_test_size)
-    print(f'\nbackbones ({args.backbone_arch}, eager): training step '
-          f'{th}x{tw} batch {tb}, inference {ih}x{iw} batch 1; ratio = BOAT / '
-          'baseline')
-    header = (f'{"BOAT":>10} {"baseline":>16} | {"train":>9} {"ratio":>6} | '
-              f'{"train peak":>10} {"ratio":>6} | {"inference":>9} '
+    print(f'\nbackbones ({args.backbone_arch}, eager, benchmark.py --part '
+          f'backbone): training step {th}x{tw} batch {tb}, inference '
+          f'{ih}x{iw} batch 1; ratio = BOAT / baseline')
+    header = (f'{"BOAT":>10} {"baseline":>23} | {"train":>9} {"ratio":>6} '
+              f'| {"train peak":>10} {"ratio":>6} | {"inference":>9} '
               f'{"ratio":>6}')
     print(header)
     print('-' * len(header))
-    torch.manual_seed(0)
-    x_train = torch.randn(tb, 3, th, tw, device=device)
-    x_test = torch.randn(1, 3, ih, iw, device=device)
-    for name, boat, base_name, base in build_backbone_pairs(
-            args.backbone_arch):
-        models = {name: boat.to(device), base_name: base.to(device)}
-
-        def train_step(model):
-            return lambda: sum(o.sum() for o in model(x_train)).backward()
-
-        def test_step(model):
-
-            def step():
-                with torch.no_grad():
-                    model(x_test)
-
-            return step
-
-        for model in models.values():
-            model.train()
-        train = interleaved_medians(
-            {
-                k: train_step(m)
-                for k, m in models.items()
-            }, args.repeats, device)
-        peak = {
-            k: peak_memory(train_step(m), device)
-            for k, m in models.items()
-        }
-        for model in models.values():
-            model.eval()
-        test = interleaved_medians({
-            k: test_step(m)
-            for k, m in models.items()
-        }, args.repeats, device)
-        row = [name, base_name]
-        for figures, unit, scale in ((train, 's', 1), (peak, 'MiB', 2**-20),
-                                     (test, 's', 1)):
-            boat_value, base_value = figures[name], figures[base_name]
-            row.append(f'{boat_value * scale:.2f}{unit}')
-            row.append(f'{boat_value / base_value:.2f}x')
+    logger = MMLogger.get_current_instance()
+    logger.setLevel(logging.ERROR)  # MMEngine logs to stdout
+    for config in BACKBONE_CONFIGS:
+        cfg, scope = load_config(str(REPO / config))
+        cfg.model.backbone.arch = args.backbone_arch
+        runs = [
+            measure(
+                cfg, scope,
+                Namespace(
+                    shape=shape,
+                    batch=batch,
+                    mode=mode,
+                    part='backbone',
+                    repeats=args.repeats,
+                    warmup=1), device)[0]
+            for mode, shape, batch in (('train', (th, tw), tb), ('inference',
+                                                                 (ih, iw), 1))
+        ]
+        train, test = runs[0], runs[1]
+        name, base_name = train  # the BOAT model first
+        # per mode: (images per second, peak bytes); time is batch / speed
+        (boat_speed, boat_peak), (base_speed,
+                                  base_peak) = (train[name]['train'],
+                                                train[base_name]['train'])
+        boat_test, base_test = (test[name]['inference'][0],
+                                test[base_name]['inference'][0])
+        cells = [
+            f'{tb / boat_speed:.2f}s', f'{base_speed / boat_speed:.2f}x',
+            f'{boat_peak / 2**20:.2f}MiB',
+            f'{boat_peak / max(base_peak, 1):.2f}x', f'{1 / boat_test:.2f}s',
+            f'{base_test / boat_test:.2f}x'
+        ]
         print(
-            f'{row[0]:>10} {row[1]:>16} | {row[2]:>9} {row[3]:>6} | '
-            f'{row[4]:>10} {row[5]:>6} | {row[6]:>9} {row[7]:>6}',
+            f'{name:>10} {base_name:>23} | {cells[0]:>9} {cells[1]:>6} | '
+            f'{cells[2]:>10} {cells[3]:>6} | {cells[4]:>9} {cells[5]:>6}',
             flush=True)
 
 
