@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks.transformer import PatchEmbed, PatchMerging
 from mmengine.model import BaseModule
 
+from .padding import padding_to_multiple
+
 HWShape = Tuple[int, int]
 
 
@@ -48,10 +50,16 @@ class PatchStem(PatchEmbed):
             conv_type='Conv2d',
             kernel_size=patch_size,
             stride=patch_size,
+            padding=0,  # padded in forward, see .padding
             norm_cfg=dict(type='LN'))
+        self.patch_size = patch_size
         self.drop = nn.Dropout(p=drop_rate)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, HWShape]:
+        p = self.patch_size
+        H, W = x.shape[2:]
+        x = F.pad(x,
+                  (0, padding_to_multiple(W, p), 0, padding_to_multiple(H, p)))
         x, hw_shape = super().forward(x)
         return self.drop(x), hw_shape
 
@@ -68,7 +76,21 @@ class UnfoldMerging(PatchMerging):
     """
 
     def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(in_channels, out_channels, norm_cfg=dict(type='LN'))
+        super().__init__(
+            in_channels,
+            out_channels,
+            padding=0,  # padded in forward, see .padding
+            norm_cfg=dict(type='LN'))
+
+    def forward(self, x: torch.Tensor,
+                hw_shape: HWShape) -> Tuple[torch.Tensor, HWShape]:
+        B, _, C = x.shape
+        H, W = hw_shape
+        x = F.pad(
+            x.view(B, H, W, C),
+            (0, 0, 0, padding_to_multiple(W, 2), 0, padding_to_multiple(H, 2)))
+        H, W = x.shape[1:3]
+        return super().forward(x.view(B, H * W, C), (H, W))
 
 
 class ConvStem(BaseModule):

@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .lepe import LePE
+from .padding import padding_to_multiple
 
 HWShape = Tuple[int, int]
 
@@ -102,7 +103,7 @@ class CrossShapedWindowAttention(nn.Module):
         """
         B, H, W, _, c = qkv.shape
         sh, sw = min(stripe_hw[0], H), min(stripe_hw[1], W)
-        pad_h, pad_w = -H % sh, -W % sw
+        pad_h, pad_w = padding_to_multiple(H, sh), padding_to_multiple(W, sw)
         if pad_h or pad_w:
             qkv = F.pad(qkv, (0, 0, 0, 0, 0, pad_w, 0, pad_h))
         nh, nw = (H + pad_h) // sh, (W + pad_w) // sw

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from mmpretrain.models.utils.attention import ShiftWindowMSA
 
+from .padding import padding_to_multiple
+
 
 class PaddedShiftWindowMSA(ShiftWindowMSA):
     """(Shifted) window attention that runs on any H x W.
@@ -63,7 +65,10 @@ class PaddedShiftWindowMSA(ShiftWindowMSA):
         B, L, C = query.shape
         H, W = hw_shape
         ws = self.window_size
-        x = F.pad(query.view(B, H, W, C), (0, 0, 0, -W % ws, 0, -H % ws))
+        x = F.pad(
+            query.view(B, H, W, C),
+            (0, 0, 0, padding_to_multiple(W, ws), 0, padding_to_multiple(
+                H, ws)))
         H_pad, W_pad = x.shape[1:3]
         shift = self.shift_size if max(H_pad, W_pad) > ws else 0
         if shift:
