@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from ..validate import check_fsla_options, refuse
 from .clustering import cluster_order
 from .lepe import LePE
+from .padding import has_padding
 
 HWShape = Tuple[int, int]
 
@@ -52,7 +53,7 @@ def _slot_maps(order: torch.Tensor, num_tokens: int,
     slot.scatter_(1, where, arange(G * m).expand(BH, G * m))
     slot = slot[:, :N] + arange(BH)[:, None] * (G * m)
     slot_of_token = slot.view(B, h, N).transpose(1, 2).reshape(-1)
-    real_slots = None if G * m == N else (order >= 0).view(-1, 1)
+    real_slots = (order >= 0).view(-1, 1) if has_padding(G * m - N) else None
     return SlotMaps(token_of_slot, slot_of_token, real_slots)
 
 
@@ -317,7 +318,7 @@ class FeatureSpaceLocalAttention(nn.Module):
             qkv.view(B * N * h, 3 * d), maps.token_of_slot.view(-1, G, m),
             maps.slot_of_token, overlap)
         mask = None
-        if G * m != N:  # 4-D, or CPU falls back to unfused attention
+        if has_padding(G * m - N):  # 4-D, or CPU runs unfused attention
             mask = order[:1] >= 0  # (1, G, m): the layout is per N only
             if overlap:
                 mask = _key_windows(mask, overlap)

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .lepe import LePE
-from .padding import padding_to_multiple
+from .padding import has_padding, padding_to_multiple
 
 HWShape = Tuple[int, int]
 
@@ -104,7 +104,8 @@ class CrossShapedWindowAttention(nn.Module):
         B, H, W, _, c = qkv.shape
         sh, sw = min(stripe_hw[0], H), min(stripe_hw[1], W)
         pad_h, pad_w = padding_to_multiple(H, sh), padding_to_multiple(W, sw)
-        if pad_h or pad_w:
+        padded = has_padding(pad_h, pad_w)
+        if padded:
             qkv = F.pad(qkv, (0, 0, 0, 0, 0, pad_w, 0, pad_h))
         nh, nw = (H + pad_h) // sh, (W + pad_w) // sw
         heads = self.num_heads // self.num_branches
@@ -116,7 +117,7 @@ class CrossShapedWindowAttention(nn.Module):
         # kernel takes only 4-D inputs (5-D runs the unfused math path)
         q, k, v = qkv.reshape(3, B * nh * nw, heads, sh * sw, d).unbind(0)
         mask = None
-        if pad_h or pad_w:
+        if padded:
             valid = torch.zeros(
                 nh, sh, nw, sw, dtype=torch.bool, device=qkv.device)
             valid.view(nh * sh, nw * sw)[:H, :W] = True
@@ -136,4 +137,4 @@ class CrossShapedWindowAttention(nn.Module):
         out = out + lepe_out.transpose(-1, -2)
         out = out.view(B, nh, nw, heads, sh, sw, d)
         out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(B, nh * sh, nw * sw, c)
-        return out[:, :H, :W] if pad_h or pad_w else out
+        return out[:, :H, :W] if padded else out

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from mmboat.models.backbones import BOATCSWinTransformer, BOATSwinTransformer
+from mmboat.models.layers import num_cluster_levels
 from mmboat.models.validate import check_image_batch
 from mmboat.utils import CheckpointError
 from tests.helpers import fsla_map
@@ -448,13 +449,61 @@ def test_registered_for_downstream_codebases(family):
 @pytest.mark.parametrize('fam', [SWIN, CSWIN], ids=['swin', 'cswin'])
 def test_backbone_compiles_whole_with_fullgraph_at_any_size(fam):
     # fullgraph=True: one graph, no break and no host read in the forward
-    # pass. Static shapes: one compilation per input size (dynamic shapes
-    # work but dynamo's symbolic reasoning over the nested padding of four
-    # stages takes minutes per size on a CPU; FSLA alone compiles
-    # dynamically, see test_feature_space_attention.py). aot_eager: the
-    # capture and the autograd graph; Inductor's code generation for a
-    # whole backbone is too slow for the test suite on a CPU.
+    # pass. Static shapes, one compilation per size; aot_eager: the capture
+    # and the autograd graph (Inductor's code generation for a whole
+    # backbone is too slow for the test suite on a CPU). Dynamic shapes:
+    # the next test.
     from torch._dynamo.testing import CompileCounterWithBackend
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = fam.backbone(arch=fam.arch, out_indices=(0, 1, 2, 3)).eval()
+    counter = CompileCounterWithBackend('aot_eager')
+    compiled = torch.compile(
+        model, backend=counter, fullgraph=True, dynamic=False)
+    # square, non-square, and stage grids whose token counts are not
+    # 49 * 2**L, some at most 49
+    sizes = [(64, 64), (72, 100), (36, 52)]
+    for hw in sizes:
+        x = torch.randn(2, 3, *hw)
+        with torch.no_grad():
+            for out, ref in zip(compiled(x), model(x)):
+                torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert counter.frame_count == len(sizes)
+    torch._dynamo.reset()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('fam', [SWIN, CSWIN], ids=['swin', 'cswin'])
+def test_backbone_compiles_once_per_cluster_depth(fam):
+    # Dynamic shapes: a new input size reuses the compiled graph unless it
+    # changes the number of cluster levels L of a stage with FSLA (the
+    # clustering's output is (B * h, 2**L, m)); the padding of patches,
+    # windows, stripes and clusters needs no recompilation. Five sizes
+    # (non-square both ways, square, token counts not 49 * 2**L, stages
+    # of at most 49 tokens) with three distinct L per stage: three graphs.
+    # The 'eager' backend: dynamo's capture and guards decide the
+    # recompilations, and it is the fastest to run here.
+    from torch._dynamo.testing import CompileCounterWithBackend
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = fam.backbone(arch=fam.arch, out_indices=(0, 1, 2, 3)).eval()
+    counter = CompileCounterWithBackend('eager')
+    compiled = torch.compile(
+        model, backend=counter, fullgraph=True, dynamic=True)
+    sizes = [(72, 100), (100, 72), (76, 104), (64, 64), (36, 52)]
+    depths = set()
+    for hw in sizes:
+        grids = fam.expected_hw(*hw)
+        depths.add(
+            tuple(
+                num_cluster_levels(h * w, 49)
+                for (h, w), blocks in zip(grids, model.fsla_blocks) if blocks))
+        x = torch.randn(2, 3, *hw)
+        with torch.no_grad():
+            for out, ref in zip(compiled(x), model(x)):
+                torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        assert counter.frame_count == len(depths), (hw, depths)
+    assert len(depths) == 3
     torch._dynamo.reset()
     torch.manual_seed(0)
     model = fam.backbone(arch=fam.arch, out_indices=(0, 1, 2, 3)).eval()
