@@ -12,8 +12,11 @@ ratios: absolute times on shared machines are noisy.
     python tools/analysis_tools/benchmark_fsla.py --device cuda --amp bf16
     python tools/analysis_tools/benchmark_fsla.py --no-compile   # eager only
 
-The last column times ``torch.compile(fsla, fullgraph=True)`` against the
-same layer in eager mode (forward; compiled once per shape, untimed).
+The last column times ``torch.compile(fsla, fullgraph=True,
+dynamic=False)`` against the same layer in eager mode (forward; compiled
+afresh for every shape, untimed): static shapes, the best case of a fixed
+input size. Graphs with dynamic shapes take the masked path at every size
+(see ``mmboat/models/layers/padding.py``) and ran slower still here.
 
 Then the backbones (``--no-backbones`` skips them), measured as
 ``benchmark.py CONFIG --part backbone`` measures them, for the T-size
@@ -167,7 +170,8 @@ def main():
                     f'{fwd[1] / fwd[0]:>5.2f}x | {fb[0] * 1e3:>8.1f}ms '
                     f'{fb[1] * 1e3:>8.1f}ms {fb[1] / fb[0]:>5.2f}x')
             if not args.no_compile:
-                compiled = torch.compile(fsla, fullgraph=True)
+                torch._dynamo.reset()  # a static graph for every shape
+                compiled = torch.compile(fsla, fullgraph=True, dynamic=False)
                 eager, comp = bench_pair([fsla, compiled], x, (gh, gw),
                                          args.repeats, False, device, amp)
                 ratios['compiled'].append(comp / eager)
