@@ -445,6 +445,29 @@ def test_registered_for_downstream_codebases(family):
     assert isinstance(model, family.backbone)
 
 
+def compile_and_compare(fam, backend, dynamic, sizes):
+    """Run every size of ``sizes`` through ``torch.compile(backbone,
+    fullgraph=True)``, check its outputs against eager, and yield
+    ``(model, size, compilations so far)``; dynamo is reset before and
+    after."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = fam.backbone(arch=fam.arch, out_indices=(0, 1, 2, 3)).eval()
+    counter = CompileCounterWithBackend(backend)
+    compiled = torch.compile(
+        model, backend=counter, fullgraph=True, dynamic=dynamic)
+    try:
+        for hw in sizes:
+            x = torch.randn(2, 3, *hw)
+            with torch.no_grad():
+                for out, ref in zip(compiled(x), model(x)):
+                    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+            yield model, hw, counter.frame_count
+    finally:
+        torch._dynamo.reset()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('fam', [SWIN, CSWIN], ids=['swin', 'cswin'])
 def test_backbone_compiles_whole_with_fullgraph_at_any_size(fam):
@@ -452,24 +475,11 @@ def test_backbone_compiles_whole_with_fullgraph_at_any_size(fam):
     # pass. Static shapes, one compilation per size; aot_eager: the capture
     # and the autograd graph (Inductor's code generation for a whole
     # backbone is too slow for the test suite on a CPU). Dynamic shapes:
-    # the next test.
-    from torch._dynamo.testing import CompileCounterWithBackend
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    model = fam.backbone(arch=fam.arch, out_indices=(0, 1, 2, 3)).eval()
-    counter = CompileCounterWithBackend('aot_eager')
-    compiled = torch.compile(
-        model, backend=counter, fullgraph=True, dynamic=False)
-    # square, non-square, and stage grids whose token counts are not
-    # 49 * 2**L, some at most 49
+    # the next test. Sizes: square, non-square, and stage grids whose
+    # token counts are not 49 * 2**L, some at most 49.
     sizes = [(64, 64), (72, 100), (36, 52)]
-    for hw in sizes:
-        x = torch.randn(2, 3, *hw)
-        with torch.no_grad():
-            for out, ref in zip(compiled(x), model(x)):
-                torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    assert counter.frame_count == len(sizes)
-    torch._dynamo.reset()
+    runs = list(compile_and_compare(fam, 'aot_eager', False, sizes))
+    assert runs[-1][2] == len(sizes)
 
 
 @pytest.mark.slow
@@ -483,40 +493,13 @@ def test_backbone_compiles_once_per_cluster_depth(fam):
     # of at most 49 tokens) with three distinct L per stage: three graphs.
     # The 'eager' backend: dynamo's capture and guards decide the
     # recompilations, and it is the fastest to run here.
-    from torch._dynamo.testing import CompileCounterWithBackend
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    model = fam.backbone(arch=fam.arch, out_indices=(0, 1, 2, 3)).eval()
-    counter = CompileCounterWithBackend('eager')
-    compiled = torch.compile(
-        model, backend=counter, fullgraph=True, dynamic=True)
     sizes = [(72, 100), (100, 72), (76, 104), (64, 64), (36, 52)]
     depths = set()
-    for hw in sizes:
-        grids = fam.expected_hw(*hw)
+    for model, hw, graphs in compile_and_compare(fam, 'eager', True, sizes):
+        grids = zip(fam.expected_hw(*hw), model.fsla_blocks)
         depths.add(
             tuple(
-                num_cluster_levels(h * w, 49)
-                for (h, w), blocks in zip(grids, model.fsla_blocks) if blocks))
-        x = torch.randn(2, 3, *hw)
-        with torch.no_grad():
-            for out, ref in zip(compiled(x), model(x)):
-                torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-        assert counter.frame_count == len(depths), (hw, depths)
+                num_cluster_levels(h * w, 49) for (h, w), blocks in grids
+                if blocks))
+        assert graphs == len(depths), (hw, depths)
     assert len(depths) == 3
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    model = fam.backbone(arch=fam.arch, out_indices=(0, 1, 2, 3)).eval()
-    counter = CompileCounterWithBackend('aot_eager')
-    compiled = torch.compile(
-        model, backend=counter, fullgraph=True, dynamic=False)
-    # square, non-square, and stage grids whose token counts are not
-    # 49 * 2**L, some at most 49
-    sizes = [(64, 64), (72, 100), (36, 52)]
-    for hw in sizes:
-        x = torch.randn(2, 3, *hw)
-        with torch.no_grad():
-            for out, ref in zip(compiled(x), model(x)):
-                torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    assert counter.frame_count == len(sizes)
-    torch._dynamo.reset()
