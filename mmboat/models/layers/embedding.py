@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks.transformer import PatchEmbed, PatchMerging
 from mmengine.model import BaseModule
 
-from .padding import padding_to_multiple
+from .padding import has_padding, padding_to_multiple
 
 HWShape = Tuple[int, int]
 
@@ -58,8 +58,9 @@ class PatchStem(PatchEmbed):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, HWShape]:
         p = self.patch_size
         H, W = x.shape[2:]
-        x = F.pad(x,
-                  (0, padding_to_multiple(W, p), 0, padding_to_multiple(H, p)))
+        pad_h, pad_w = padding_to_multiple(H, p), padding_to_multiple(W, p)
+        if has_padding(pad_h, pad_w):
+            x = F.pad(x, (0, pad_w, 0, pad_h))
         x, hw_shape = super().forward(x)
         return self.drop(x), hw_shape
 
@@ -86,11 +87,12 @@ class UnfoldMerging(PatchMerging):
                 hw_shape: HWShape) -> Tuple[torch.Tensor, HWShape]:
         B, _, C = x.shape
         H, W = hw_shape
-        x = F.pad(
-            x.view(B, H, W, C),
-            (0, 0, 0, padding_to_multiple(W, 2), 0, padding_to_multiple(H, 2)))
-        H, W = x.shape[1:3]
-        return super().forward(x.view(B, H * W, C), (H, W))
+        pad_h, pad_w = padding_to_multiple(H, 2), padding_to_multiple(W, 2)
+        if has_padding(pad_h, pad_w):
+            x = F.pad(x.view(B, H, W, C), (0, 0, 0, pad_w, 0, pad_h))
+            H, W = H + pad_h, W + pad_w
+            x = x.view(B, H * W, C)
+        return super().forward(x, (H, W))
 
 
 class ConvStem(BaseModule):
