@@ -25,20 +25,30 @@ def test_benchmark_fsla_prints_eager_and_compiled_ratios():
     # stage grids of a 64 x 96 input padded to 32: 4 x 6 and 2 x 3
     assert [r.split()[2] for r in rows] == ['4x6', '2x3']
     for row in rows:
-        assert len(re.findall(RATIO, row)) == 3, row  # fwd, f+b, compiled
-    assert re.search(r'forward\s+\d+\.\d+x, forward\+backward \d+\.\d+x',
-                     proc.stdout)
+        # fwd, FLOPs, clustering share, f+b, compiled
+        assert len(re.findall(RATIO, row)) == 5, row
+    assert re.search(
+        r'forward\s+\d+\.\d+x, forward\+backward \d+\.\d+x; '
+        r'forward FLOPs \d+\.\d+x', proc.stdout)
     assert re.search(r'compiled FSLA / eager FSLA \(forward\): \d+\.\d+x',
                      proc.stdout)
 
 
 def test_benchmark_fsla_eager_only():
-    proc = run_tool(TOOL, '--sizes', '64x64', '--stages', '3', '--batch', '1',
-                    '--repeats', '1', '--no-compile', '--no-backbones')
+    proc = run_tool(TOOL, '--sizes', '64x64', '224x224', '--stages', '3',
+                    '--batch', '1', '--repeats', '1', '--no-compile',
+                    '--no-backbones')
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'compiled' not in proc.stdout
     assert 'backbones' not in proc.stdout
     assert re.search(r'64x64\s+1\s+2x2 ', proc.stdout), proc.stdout
+    # a 7 x 7 grid is one cluster (no clustering products) and one window:
+    # the same projections and 49-key attention, plus LePE's depthwise
+    # 3 x 3 convolution (9 C of 4 C**2 + 2 * 49 C multiply-adds per token)
+    row = re.search(r'224x224\s+1\s+7x7 .*', proc.stdout).group()
+    fwd, flops, clustering = map(float, re.findall(RATIO, row)[:3])
+    assert flops == 1.003, row  # 1.00284
+    assert fwd > 0 and clustering > 0, row
 
 
 def test_benchmark_fsla_backbones():
@@ -59,7 +69,10 @@ def test_benchmark_fsla_backbones():
     assert 'Swin (mmdet)' in rows['BOAT-Swin']
     assert 'BOAT-CSWin without FSLA' in rows['BOAT-CSWin']
     for row in rows.values():
-        train, peak, test = map(float, re.findall(RATIO, row))
+        train, peak, test, flops_train, flops_test = map(
+            float, re.findall(RATIO, row))
         assert train > 0 and test > 0, row
         # FSLA blocks keep more activations for the backward pass
         assert peak > 1.0, row
+        # and add their products to those of the baseline
+        assert flops_train > 1.0 and flops_test > 1.0, row

@@ -18,12 +18,20 @@ afresh for every shape, untimed): static shapes, the best case of a fixed
 input size. Graphs with dynamic shapes take the masked path at every size
 (see ``mmboat/models/layers/padding.py``) and ran slower still here.
 
+Two columns say where FSLA's time goes: ``FLOPs`` is the ratio FSLA /
+W-MSA of forward multiply-adds (``torch.utils.flop_counter``, with the
+matrix products of FSLA's clustering counted, see
+:mod:`mmboat.analysis.flops`), the floor of the time ratio for code that
+runs FSLA's products as fast as W-MSA's; ``clust.`` is the time of FSLA's
+clustering op alone (the same queries) over W-MSA's forward time.
+
 Then the backbones (``--no-backbones`` skips them), measured as
 ``benchmark.py CONFIG --part backbone`` measures them, for the T-size
 Mask R-CNN configs: BOAT-Swin-T against mmdet's Swin-T and BOAT-CSWin-T
 against the same backbone without FSLA blocks (CSWin-T), for a training
 step at 224 x 224, batch 8 (time and peak memory) and an inference step at
-800 x 1344, batch 1 (time), eager.
+800 x 1344, batch 1 (time), eager, with the ratio of their forward FLOPs
+at both inputs.
 """
 import argparse
 import statistics
@@ -58,6 +66,14 @@ def stage_grids(h, w, size_divisor=32):
 def build_wmsa(channels, heads):
     """BOAT-Swin's own window attention (mmpretrain's), no shift."""
     return PaddedShiftWindowMSA(channels, heads, window_size=7, shift_size=0)
+
+
+def forward_flops(module, *inputs):
+    """FLOPs (2 per multiply-add) of one forward pass, without autograd."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(*inputs)
+    return counter.get_total_flops()
 
 
 def bench_pair(layers, x, hw, repeats, backward, device, amp):
@@ -138,13 +154,14 @@ def main():
     print(f'device={device} threads={torch.get_num_threads()} amp={args.amp} '
           f'torch={torch.__version__}')
     header = (f'{"input":>9} {"batch":>5} {"grid":>9} {"C":>4} {"h":>3} | '
-              f'{"W-MSA fwd":>10} {"FSLA fwd":>10} {"ratio":>6} | '
+              f'{"W-MSA fwd":>10} {"FSLA fwd":>10} {"ratio":>6} '
+              f'{"FLOPs":>7} {"clust.":>6} | '
               f'{"W-MSA f+b":>10} {"FSLA f+b":>10} {"ratio":>6}')
     if not args.no_compile:
         header += f' | {"compiled fwd":>12} {"/ eager":>7}'
     print(header)
     print('-' * len(header))
-    ratios = {'fwd': [], 'f+b': [], 'compiled': []}
+    ratios = {'fwd': [], 'f+b': [], 'flops': [], 'compiled': []}
     for i, size in enumerate(args.sizes):
         H, W = parse_size(size)
         if args.batch:
@@ -158,16 +175,24 @@ def main():
             fsla = FeatureSpaceLocalAttention(c, heads).to(device)
             wmsa = build_wmsa(c, heads).to(device)
             x = torch.randn(batch, gh * gw, c, device=device)
-            fwd = bench_pair([wmsa, fsla], x, (gh, gw), args.repeats, False,
-                             device, amp)
+            with torch.no_grad():  # the queries FSLA clusters
+                qkv = fsla._project_qkv(x)
+            fwd = bench_pair(
+                [wmsa, fsla, lambda *_: fsla._cluster_queries(qkv)], x,
+                (gh, gw), args.repeats, False, device, amp)
+            flops = (
+                forward_flops(fsla, x,
+                              (gh, gw)) / forward_flops(wmsa, x, (gh, gw)))
             xg = x.clone().requires_grad_()
             fb = bench_pair([wmsa, fsla], xg, (gh, gw), args.repeats, True,
                             device, amp)
             ratios['fwd'].append(fwd[1] / fwd[0])
+            ratios['flops'].append(flops)
             ratios['f+b'].append(fb[1] / fb[0])
             line = (f'{size:>9} {batch:>5} {gh:>4}x{gw:<4} {c:>4} {heads:>3} '
                     f'| {fwd[0] * 1e3:>8.1f}ms {fwd[1] * 1e3:>8.1f}ms '
-                    f'{fwd[1] / fwd[0]:>5.2f}x | {fb[0] * 1e3:>8.1f}ms '
+                    f'{fwd[1] / fwd[0]:>5.2f}x {flops:>6.3f}x '
+                    f'{fwd[2] / fwd[0]:>5.2f}x | {fb[0] * 1e3:>8.1f}ms '
                     f'{fb[1] * 1e3:>8.1f}ms {fb[1] / fb[0]:>5.2f}x')
             if not args.no_compile:
                 torch._dynamo.reset()  # a static graph for every shape
@@ -179,7 +204,8 @@ def main():
             print(line, flush=True)
     gmean = {k: statistics.geometric_mean(v) for k, v in ratios.items() if v}
     print(f'geometric mean ratio FSLA / W-MSA: forward {gmean["fwd"]:.2f}x, '
-          f'forward+backward {gmean["f+b"]:.2f}x')
+          f'forward+backward {gmean["f+b"]:.2f}x; forward FLOPs '
+          f'{gmean["flops"]:.2f}x')
     if 'compiled' in gmean:
         print('geometric mean ratio compiled FSLA / eager FSLA (forward): '
               f'{gmean["compiled"]:.2f}x')
@@ -194,7 +220,7 @@ def bench_backbones(args, device):
     import logging
     from argparse import Namespace
 
-    from benchmark import load_config, measure
+    from benchmark import baseline_backbone, build, load_config, measure
     from mmengine.logging import MMLogger
 
     (th, tw), tb = parse_size(args.backbone_train_size), args.backbone_batch
@@ -204,7 +230,7 @@ def bench_backbones(args, device):
           f'{ih}x{iw} batch 1; ratio = BOAT / baseline')
     header = (f'{"BOAT":>10} {"baseline":>23} | {"train":>9} {"ratio":>6} '
               f'| {"train peak":>10} {"ratio":>6} | {"inference":>9} '
-              f'{"ratio":>6}')
+              f'{"ratio":>6} | {"FLOPs train":>11} {"inference":>9}')
     print(header)
     print('-' * len(header))
     logger = MMLogger.get_current_instance()
@@ -233,15 +259,27 @@ def bench_backbones(args, device):
                                                 train[base_name]['train'])
         boat_test, base_test = (test[name]['inference'][0],
                                 test[base_name]['inference'][0])
+        # forward FLOPs of the two backbones, BOAT / baseline, per input
+        backbones = [
+            build(c, scope, device)
+            for c in (cfg.model.backbone, baseline_backbone(cfg, scope)[0])
+        ]
+        flops = [
+            forward_flops(backbones[0], x) / forward_flops(backbones[1], x)
+            for x in (torch.randn(1, 3, th, tw, device=device),
+                      torch.randn(1, 3, ih, iw, device=device))
+        ]
         cells = [
             f'{tb / boat_speed:.2f}s', f'{base_speed / boat_speed:.2f}x',
             f'{boat_peak / 2**20:.2f}MiB',
             f'{boat_peak / max(base_peak, 1):.2f}x', f'{1 / boat_test:.2f}s',
-            f'{base_test / boat_test:.2f}x'
+            f'{base_test / boat_test:.2f}x', f'{flops[0]:.3f}x',
+            f'{flops[1]:.3f}x'
         ]
         print(
             f'{name:>10} {base_name:>23} | {cells[0]:>9} {cells[1]:>6} | '
-            f'{cells[2]:>10} {cells[3]:>6} | {cells[4]:>9} {cells[5]:>6}',
+            f'{cells[2]:>10} {cells[3]:>6} | {cells[4]:>9} {cells[5]:>6} | '
+            f'{cells[6]:>11} {cells[7]:>9}',
             flush=True)
 
 
