@@ -51,18 +51,32 @@ def test_benchmark_fsla_eager_only():
     assert fwd > 0 and clustering > 0, row
 
 
+@pytest.mark.slow
 def test_benchmark_fsla_backbones():
     """T-size backbones on small inputs: one row per family, with the
-    training time, training peak memory and inference time ratios."""
+    training time, training peak memory and inference time ratios, and the
+    FLOP ratios; then the compiled inference (dynamo with the eager backend
+    here: the same graphs, compiled in seconds)."""
     proc = run_tool(TOOL, '--sizes', '64x64', '--stages', '3', '--batch', '1',
-                    '--repeats', '1', '--no-compile', '--threads', '1',
-                    '--backbone-train-size', '64x64', '--backbone-batch', '1',
-                    '--backbone-test-size', '64x96')
+                    '--repeats', '1', '--compile-backend', 'eager',
+                    '--threads', '1', '--backbone-train-size', '64x64',
+                    '--backbone-batch', '1', '--backbone-test-size', '64x96')
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'training step 64x64 batch 1, inference 64x96' in proc.stdout
+    eager, compiled = proc.stdout.split('compiled backbones')
+    assert 'backend eager, static shapes): inference 64x96' in compiled
     rows = {
         line.split()[0]: line
-        for line in proc.stdout.splitlines()
+        for line in compiled.splitlines()
+        if line.strip().startswith(('BOAT-Swin ', 'BOAT-CSWin '))
+    }
+    assert sorted(rows) == ['BOAT-CSWin', 'BOAT-Swin'], compiled
+    for row in rows.values():
+        # BOAT / baseline compiled, BOAT and baseline compiled / eager
+        assert len(re.findall(RATIO, row)) == 3, row
+    rows = {
+        line.split()[0]: line
+        for line in eager.splitlines()
         if line.strip().startswith(('BOAT-Swin ', 'BOAT-CSWin '))
     }
     assert sorted(rows) == ['BOAT-CSWin', 'BOAT-Swin'], proc.stdout

@@ -31,10 +31,14 @@ Mask R-CNN configs: BOAT-Swin-T against mmdet's Swin-T and BOAT-CSWin-T
 against the same backbone without FSLA blocks (CSWin-T), for a training
 step at 224 x 224, batch 8 (time and peak memory) and an inference step at
 800 x 1344, batch 1 (time), eager, with the ratio of their forward FLOPs
-at both inputs.
+at both inputs. Unless ``--no-compile``, the inference step again with
+every backbone compiled (``torch.compile``, static shapes; a few minutes
+of compilation per backbone on a CPU).
 """
 import argparse
 import statistics
+import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -117,8 +121,13 @@ def main():
     parser.add_argument(
         '--no-compile',
         action='store_true',
-        help='skip the torch.compile(fsla, fullgraph=True) column (its '
-        'first call per shape compiles: up to a minute each on a CPU)')
+        help='skip the torch.compile(fsla, fullgraph=True) column and the '
+        'compiled backbones (every first call compiles: up to a minute per '
+        'layer shape and a few minutes per backbone on a CPU)')
+    parser.add_argument(
+        '--compile-backend',
+        default='inductor',
+        help='torch.compile backend (default: %(default)s)')
     parser.add_argument(
         '--no-backbones',
         action='store_true',
@@ -196,7 +205,11 @@ def main():
                     f'{fb[1] * 1e3:>8.1f}ms {fb[1] / fb[0]:>5.2f}x')
             if not args.no_compile:
                 torch._dynamo.reset()  # a static graph for every shape
-                compiled = torch.compile(fsla, fullgraph=True, dynamic=False)
+                compiled = torch.compile(
+                    fsla,
+                    fullgraph=True,
+                    dynamic=False,
+                    backend=args.compile_backend)
                 eager, comp = bench_pair([fsla, compiled], x, (gh, gw),
                                          args.repeats, False, device, amp)
                 ratios['compiled'].append(comp / eager)
@@ -235,6 +248,7 @@ def bench_backbones(args, device):
     print('-' * len(header))
     logger = MMLogger.get_current_instance()
     logger.setLevel(logging.ERROR)  # MMEngine logs to stdout
+    compiled_rows = []
     for config in BACKBONE_CONFIGS:
         cfg, scope = load_config(str(REPO / config))
         cfg.model.backbone.arch = args.backbone_arch
@@ -281,6 +295,59 @@ def bench_backbones(args, device):
             f'{cells[2]:>10} {cells[3]:>6} | {cells[4]:>9} {cells[5]:>6} | '
             f'{cells[6]:>11} {cells[7]:>9}',
             flush=True)
+        if not args.no_compile:
+            compiled_rows.append((name, base_name,
+                                  bench_compiled(backbones, (ih, iw), args,
+                                                 device)))
+    for i, (name, base_name, (eager, compiled)) in enumerate(compiled_rows):
+        if i == 0:
+            print(f'\ncompiled backbones (torch.compile, backend '
+                  f'{args.compile_backend}, static shapes): inference '
+                  f'{ih}x{iw} batch 1; ratio = BOAT / baseline, both '
+                  'compiled')
+            header = (
+                f'{"BOAT":>10} {"baseline":>23} | {"compiled":>9} '
+                f'{"ratio":>6} | {"/ eager":>7} {"baseline / eager":>16}')
+            print(header)
+            print('-' * len(header))
+        boat_speedup, base_speedup = (compiled[0] / eager[0],
+                                      compiled[1] / eager[1])
+        print(
+            f'{name:>10} {base_name:>23} | {compiled[0]:>8.2f}s '
+            f'{compiled[0] / compiled[1]:>5.2f}x | {boat_speedup:>6.2f}x '
+            f'{base_speedup:>15.2f}x',
+            flush=True)
+
+
+def bench_compiled(backbones, hw, args, device):
+    """Inference of each backbone, eager and compiled (static shapes; the
+    first call compiles, untimed).
+
+    Returns:
+        tuple: median seconds ``(eager, compiled)``, each a list in the
+        order of ``backbones``.
+    """
+    from mmboat.utils.benchmark import interleaved_medians
+    x = torch.randn(1, 3, *hw, device=device)
+    steps = {}
+    for i, backbone in enumerate(backbones):
+        backbone.eval()
+        torch._dynamo.reset()  # every graph compiled afresh
+        compiled = torch.compile(
+            backbone, dynamic=False, backend=args.compile_backend)
+        print(
+            f'compiling {type(backbone).__name__} at {hw[0]}x{hw[1]} '
+            '(minutes on a CPU)...',
+            file=sys.stderr,
+            flush=True)
+        with torch.no_grad():
+            compiled(x)
+        steps[('eager', i)] = partial(backbone, x)
+        steps[('compiled', i)] = partial(compiled, x)
+    with torch.no_grad():
+        medians = interleaved_medians(steps, args.repeats, device)
+    return tuple([medians[(kind, i)] for i in range(len(backbones))]
+                 for kind in ('eager', 'compiled'))
 
 
 if __name__ == '__main__':
