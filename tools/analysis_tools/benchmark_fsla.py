@@ -299,17 +299,15 @@ def bench_backbones(args, device):
             compiled_rows.append((name, base_name,
                                   bench_compiled(backbones, (ih, iw), args,
                                                  device)))
-    for i, (name, base_name, (eager, compiled)) in enumerate(compiled_rows):
-        if i == 0:
-            print(f'\ncompiled backbones (torch.compile, backend '
-                  f'{args.compile_backend}, static shapes): inference '
-                  f'{ih}x{iw} batch 1; ratio = BOAT / baseline, both '
-                  'compiled')
-            header = (
-                f'{"BOAT":>10} {"baseline":>23} | {"compiled":>9} '
-                f'{"ratio":>6} | {"/ eager":>7} {"baseline / eager":>16}')
-            print(header)
-            print('-' * len(header))
+    if compiled_rows:
+        print(f'\ncompiled backbones (torch.compile, backend '
+              f'{args.compile_backend}, static shapes): inference '
+              f'{ih}x{iw} batch 1; ratio = BOAT / baseline, both compiled')
+        header = (f'{"BOAT":>10} {"baseline":>23} | {"compiled":>9} '
+                  f'{"ratio":>6} | {"/ eager":>7} {"baseline / eager":>16}')
+        print(header)
+        print('-' * len(header))
+    for name, base_name, (eager, compiled) in compiled_rows:
         boat_speedup, base_speedup = (compiled[0] / eager[0],
                                       compiled[1] / eager[1])
         print(
@@ -330,9 +328,9 @@ def bench_compiled(backbones, hw, args, device):
     from mmboat.utils.benchmark import interleaved_medians
     x = torch.randn(1, 3, *hw, device=device)
     steps = {}
+    torch._dynamo.reset()  # graphs of this pair only, compiled afresh
     for i, backbone in enumerate(backbones):
         backbone.eval()
-        torch._dynamo.reset()  # every graph compiled afresh
         compiled = torch.compile(
             backbone, dynamic=False, backend=args.compile_backend)
         print(
