@@ -7,6 +7,7 @@ register_checkpoint_loader()
 # Nor configs that inherit mmboat's (`_base_ = 'mmboat::...'`).
 register_config_package()
 
+from . import datasets  # noqa: E402,F401  (registers the stream)
 from . import engine  # noqa: E402,F401  (registers ExactResumeHook)
 from . import models  # noqa: E402,F401  (registers the backbones)
 from . import timm  # noqa: E402,F401  (registers the timm models)

@@ -1,3 +1,8 @@
-from .tiny_shapes import CLASSES, METAINFO, draw_scene, make_tiny_datasets
+from .tiny_shapes import (CLASSES, METAINFO, draw_scene, draw_single_shape,
+                          make_tiny_datasets)
+from .tiny_shapes_stream import EpochStreamSampler, TinyShapesStream
 
-__all__ = ['CLASSES', 'METAINFO', 'draw_scene', 'make_tiny_datasets']
+__all__ = [
+    'CLASSES', 'METAINFO', 'draw_scene', 'draw_single_shape',
+    'make_tiny_datasets', 'EpochStreamSampler', 'TinyShapesStream'
+]

@@ -239,19 +239,31 @@ def _write_ade(root: str, split: str, rng: np.random.Generator, num: int,
         Image.fromarray(label_map).save(osp.join(ann_dir, f'{i:06d}.png'))
 
 
+def draw_single_shape(rng: np.random.Generator, side: int,
+                      label: int) -> Tuple[np.ndarray, np.ndarray]:
+    """One classification image: a single shape of class ``CLASSES[label]``.
+
+    Returns:
+        tuple: the (side, side, 3) uint8 RGB image and the shape's (side,
+        side) boolean mask.
+    """
+    img = _background(rng, side)
+    radius = rng.uniform(0.2, 0.4) * side
+    centre = rng.uniform(radius * 0.8, side - radius * 0.8, 2)
+    mask = _fill(_shape_polygon(rng, label, centre, radius), side)
+    img[mask] = _contrasting_colour(rng, img[mask])
+    img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255)
+    return img.astype(np.uint8), mask
+
+
 def _write_imagenet(root: str, split: str, rng: np.random.Generator, num: int,
                     side: int) -> None:
     for c in CLASSES:
         os.makedirs(osp.join(root, split, c), exist_ok=True)
     for i in range(num):
         label = i % len(CLASSES)
-        img = _background(rng, side)
-        radius = rng.uniform(0.2, 0.4) * side
-        centre = rng.uniform(radius * 0.8, side - radius * 0.8, 2)
-        mask = _fill(_shape_polygon(rng, label, centre, radius), side)
-        img[mask] = _contrasting_colour(rng, img[mask])
-        img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255)
-        Image.fromarray(img.astype(np.uint8)).save(
+        img, _ = draw_single_shape(rng, side, label)
+        Image.fromarray(img).save(
             osp.join(root, split, CLASSES[label], f'{i:06d}.png'))
 
 

@@ -139,6 +139,22 @@ class _RestrictedPickleModule:
         return _RestrictedUnpickler(f, **kwargs).load()
 
 
+#: ``mmboat://NAME`` names the file NAME shipped in the package's
+#: ``checkpoints/`` folder (e.g. ``mmboat://tiny_shapes/...pth``), wherever
+#: the package is installed and whatever the working directory
+SHIPPED_SCHEME = 'mmboat://'
+SHIPPED_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'checkpoints')
+
+
+def resolve_checkpoint_path(path: str) -> str:
+    """The file behind ``path``: ``mmboat://NAME`` is NAME under
+    :data:`SHIPPED_DIR`; any other path is returned as it is."""
+    if isinstance(path, str) and path.startswith(SHIPPED_SCHEME):
+        return os.path.join(SHIPPED_DIR, path[len(SHIPPED_SCHEME):])
+    return path
+
+
 def looked_for(path: str) -> str:
     """`` (looked for /absolute/path)`` for a relative ``path``, else ''."""
     return '' if os.path.isabs(path) else \
@@ -187,6 +203,7 @@ def load_checkpoint_file(path: str, map_location='cpu') -> Dict[str, Any]:
     Raises:
         CheckpointError: missing, empty, truncated or non-PyTorch files.
     """
+    path = resolve_checkpoint_path(path)
     if not os.path.isfile(path):
         raise CheckpointNotFoundError(f'checkpoint file not found: {path}')
     if os.path.getsize(path) == 0:
@@ -371,9 +388,11 @@ def missing_checkpoint_message(backbone: torch.nn.Module, path: str,
             'or set the backbone\'s init_cfg=None to start from scratch.')
 
 
-def load_backbone_weights(backbone: torch.nn.Module, path: str,
+def load_backbone_weights(backbone: torch.nn.Module,
+                          path: str,
                           official_prefixes: Tuple[str, ...],
-                          converter: str) -> None:
+                          converter: str,
+                          prefix: Optional[str] = None) -> None:
     """Load an mmboat checkpoint into a backbone, every weight checked.
 
     A missing file raises :class:`CheckpointError` with the converter
@@ -395,11 +414,16 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str,
             beyond those of :data:`mmboat.converters.core.FORMATS`,
             rejected with a pointer to ``converter``.
         converter (str): the script that converts the backbone's family.
+        prefix (str, optional): use only the weights under this prefix,
+            stripped (``init_cfg``'s ``prefix``, as in MMEngine's
+            ``PretrainedInit``), e.g. ``'backbone.'``. Default: the rule
+            above.
     """
     from mmengine.logging import print_log
 
     from mmboat.converters.core import official_formats, what_checkpoint_is
     name = type(backbone).__name__
+    path = resolve_checkpoint_path(path)
     if not os.path.isfile(path):
         raise CheckpointNotFoundError(
             missing_checkpoint_message(backbone, path, converter))
@@ -411,10 +435,17 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str,
         raise CheckpointError(
             f'{path} is in the official release layout, not mmboat\'s: '
             f'convert it first with {converter}')
-    if any(k.startswith('backbone.') for k in state_dict):
+    if prefix is not None and not any(
+            k.startswith(prefix) for k in state_dict):
+        raise CheckpointError(
+            f"{path} has no weights under init_cfg's prefix {prefix!r}; its " +
+            key_report('keys', sorted(state_dict), 3) +
+            'Remove `prefix` or set it to the one the file uses.')
+    prefix = 'backbone.' if prefix is None else prefix
+    if any(k.startswith(prefix) for k in state_dict):
         state_dict = {
-            k[len('backbone.'):]: v
-            for k, v in state_dict.items() if k.startswith('backbone.')
+            k[len(prefix):]: v
+            for k, v in state_dict.items() if k.startswith(prefix)
         }
     else:
         state_dict = {

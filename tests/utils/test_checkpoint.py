@@ -119,3 +119,48 @@ def test_missing_file_command_for_an_unpublished_arch_works(tmp_path):
     converter.main([str(source), target])
     backbone.init_weights()
     assert backbone.is_init
+
+
+def test_shipped_scheme_and_init_cfg_prefix(tmp_path, monkeypatch):
+    """``mmboat://NAME`` is a file of the package's checkpoints/ folder,
+    from any working directory; ``prefix`` selects and strips keys as in
+    MMEngine's PretrainedInit, and a prefix the file lacks is refused."""
+    from mmboat.models.backbones import BOATSwinTransformer
+    from mmboat.utils import checkpoint as checkpoint_module
+    arch = dict(embed_dims=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1))
+    source = BOATSwinTransformer(arch=arch)
+    source.init_weights()
+    shipped = tmp_path / 'shipped'
+    (shipped / 'tiny').mkdir(parents=True)
+    torch.save(
+        dict(state_dict={
+            f'model.encoder.{k}': v
+            for k, v in source.state_dict().items()
+        }), shipped / 'tiny' / 'b.pth')
+    monkeypatch.setattr(checkpoint_module, 'SHIPPED_DIR', str(shipped))
+    assert checkpoint_module.resolve_checkpoint_path(
+        'mmboat://tiny/b.pth') == str(shipped / 'tiny' / 'b.pth')
+    assert checkpoint_module.resolve_checkpoint_path('a/b.pth') == 'a/b.pth'
+    monkeypatch.chdir(tmp_path)
+
+    target = BOATSwinTransformer(
+        arch=arch,
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='mmboat://tiny/b.pth',
+            prefix='model.encoder.'))
+    target.init_weights()
+    for k, v in source.state_dict().items():
+        assert torch.equal(target.state_dict()[k], v), k
+
+    target.init_cfg['prefix'] = 'backbone.'
+    with pytest.raises(
+            CheckpointError,
+            match="no weights under init_cfg's prefix "
+            "'backbone.'") as error:
+        target.init_weights()
+    assert 'model.encoder.' in str(error.value)
+    target.init_cfg = dict(
+        type='Pretrained', checkpoint='mmboat://tiny/none.pth')
+    with pytest.raises(CheckpointError, match='not found'):
+        target.init_weights()

@@ -398,8 +398,11 @@ class BaseBOATBackbone(BaseModule):
           with :func:`mmboat.utils.load_checkpoint_file` (no code from it
           runs) and loaded by :func:`mmboat.utils.load_backbone_weights`.
           Its ``state_dict`` may be a backbone's, a classifier's or a
-          detector's: with ``backbone.`` keys only those are used,
-          otherwise ``head.*`` and ``neck.*`` are ignored. Every weight of
+          detector's: with ``backbone.`` keys (or those under
+          ``init_cfg``'s ``prefix``) only those are used, otherwise
+          ``head.*`` and ``neck.*`` are ignored. ``mmboat://NAME`` is a
+          checkpoint shipped with the package (``mmboat/checkpoints/NAME``,
+          e.g. the tiny-shapes pretrained backbones). Every weight of
           the backbone must be there except the output norms ``norm{i}``
           (a classification checkpoint only has the last); anything else
           missing, unexpected or of the wrong shape raises a ValueError
@@ -423,7 +426,8 @@ class BaseBOATBackbone(BaseModule):
         self._init_from_scratch()
         if pretrained:
             load_backbone_weights(self, cfg['checkpoint'],
-                                  self.official_prefixes, self.converter)
+                                  self.official_prefixes, self.converter,
+                                  cfg.get('prefix'))
         elif cfg is not None:
             initialize(self, cfg)
 

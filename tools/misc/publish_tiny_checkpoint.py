@@ -1,0 +1,161 @@
+"""Ship the backbone of a tiny-shapes pretraining run with mmboat.
+
+    python tools/misc/publish_tiny_checkpoint.py WORK_DIR [--checkpoint PTH]
+
+WORK_DIR is the MMEngine work dir of a run of a
+``configs/tiny/*_stream-pretrain_tiny-shapes.py`` config (one or more
+sessions of ``tools/train.py ... --resume``). The tool writes the run's
+backbone weights (float32, ``backbone.*`` keys, nothing else) to
+``mmboat/checkpoints/tiny_shapes/<config name>.pth`` and records in
+``mmboat/checkpoints/manifest.json`` the config, the commit it was trained
+at, steps, wall time, val top-1, sha256 and the command that reproduces it.
+"""
+import argparse
+import datetime
+import glob
+import hashlib
+import json
+import os
+import os.path as osp
+import re
+import sys
+import tempfile
+
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)  # run from a clone without installing
+
+from mmboat.utils import load_checkpoint_file  # noqa: E402
+from mmboat.utils.checkpoint import SHIPPED_DIR  # noqa: E402
+
+MANIFEST = osp.join(SHIPPED_DIR, 'manifest.json')
+LOG_TIME = re.compile(r'^(\d\d/\d\d \d\d:\d\d:\d\d) - mmengine')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('work_dir', help='work dir of the pretraining run')
+    parser.add_argument(
+        '--checkpoint',
+        help='the checkpoint to ship (default: the run\'s last one)')
+    parser.add_argument(
+        '--commit',
+        help='commit the run was trained at (default: the one written in '
+        'WORK_DIR/commit by the launch script, else this clone\'s HEAD)')
+    return parser.parse_args(argv)
+
+
+def sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def session_logs(work_dir: str):
+    """The ``<timestamp>/<timestamp>.log`` of every session of the run, in
+    order."""
+    return sorted(glob.glob(osp.join(work_dir, '*', '*.log')))
+
+
+def wall_minutes(logs) -> float:
+    """Minutes from the first to the last log line, summed over sessions
+    (time between sessions, when nothing ran, is not counted)."""
+    total = 0.
+    year = datetime.date.today().year
+    for log in logs:
+        stamps = []
+        with open(log) as f:
+            for line in f:
+                m = LOG_TIME.match(line)
+                if m:
+                    stamps.append(
+                        datetime.datetime.strptime(f'{year}/{m.group(1)}',
+                                                   '%Y/%m/%d %H:%M:%S'))
+        if len(stamps) > 1:
+            total += (stamps[-1] - stamps[0]).total_seconds()
+    return total / 60
+
+
+def val_top1(work_dir: str, epoch: int) -> float:
+    """val top-1 of ``epoch`` from the runs' ``scalars.json``."""
+    found = None
+    for path in sorted(
+            glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                rec = json.loads(line)
+                if 'accuracy/top1' in rec and rec.get('step') == epoch:
+                    found = rec['accuracy/top1']
+    if found is None:
+        raise SystemExit(f'publish: no val top-1 of epoch {epoch} in the '
+                         f'logs of {work_dir}')
+    return found
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    work_dir = osp.abspath(args.work_dir)
+    configs = glob.glob(osp.join(work_dir, '*_stream-pretrain_*.py'))
+    if len(configs) != 1:
+        raise SystemExit(f'publish: {work_dir} is not the work dir of one '
+                         'stream pretraining run (no *_stream-pretrain_*.py '
+                         'config dumped in it)')
+    name = osp.splitext(osp.basename(configs[0]))[0]
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        with open(osp.join(work_dir, 'last_checkpoint')) as f:
+            checkpoint = f.read().strip()
+    ckpt = load_checkpoint_file(checkpoint)
+    weights = {
+        k: v.float().clone()
+        for k, v in ckpt['state_dict'].items() if k.startswith('backbone.')
+    }
+    epoch, step = ckpt['meta']['epoch'], ckpt['meta']['iter']
+    top1 = val_top1(work_dir, epoch)
+    commit = args.commit
+    if commit is None and osp.exists(osp.join(work_dir, 'commit')):
+        with open(osp.join(work_dir, 'commit')) as f:
+            commit = f.read().strip()
+    if commit is None:
+        commit = os.popen(f'git -C {REPO} rev-parse HEAD').read().strip()
+
+    out = osp.join(SHIPPED_DIR, 'tiny_shapes', f'{name}.pth')
+    os.makedirs(osp.dirname(out), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=osp.dirname(out), suffix='.pth')
+    os.close(fd)
+    torch.save(
+        dict(
+            state_dict=weights,
+            meta=dict(
+                config=f'configs/tiny/{name}.py', epoch=epoch, iter=step)),
+        tmp)
+    os.replace(tmp, out)
+
+    manifest = {}
+    if osp.exists(MANIFEST):
+        with open(MANIFEST) as f:
+            manifest = json.load(f)
+    manifest[f'tiny_shapes/{name}.pth'] = dict(
+        config=f'configs/tiny/{name}.py',
+        commit=commit,
+        steps=step,
+        epochs=epoch,
+        wall_minutes=round(wall_minutes(session_logs(work_dir)), 1),
+        val_top1=round(top1, 2),
+        sha256=sha256(out),
+        command=(f'python tools/train.py configs/tiny/{name}.py --work-dir '
+                 f'WORK_DIR --resume && python '
+                 f'tools/misc/publish_tiny_checkpoint.py WORK_DIR'))
+    with open(MANIFEST, 'w') as f:
+        json.dump(dict(sorted(manifest.items())), f, indent=2)
+        f.write('\n')
+    print(f'{out}: {len(weights)} tensors, {osp.getsize(out) / 2**20:.1f} '
+          f'MiB, step {step}, val top-1 {top1:.2f}%')
+    print(f'manifest: {MANIFEST}')
+
+
+if __name__ == '__main__':
+    main()
