@@ -10,17 +10,43 @@ _base_ = './boat-swin-nano_tiny-shapes.py'
 # ----------------------------------------------------------------- model
 # The backbone is the one of mask-rcnn_boat-swin-nano_fpn_tiny-shapes.py,
 # with all four outputs (and their norms), so that every backbone weight
-# loads there. A training-only dense loss (a 1 x 1 conv per output predicts
-# the share of background and of each shape under every token) shortens the
-# plateau of learning shape; it is not part of the shipped backbone.
+# loads there. Two training-only losses shorten the plateau of learning
+# shape from scratch (AuxLossImageClassifier; neither is part of the
+# shipped backbone):
+# - dense: a 1 x 1 conv per output predicts the share of background and of
+#   each shape under every token (the stream's label maps);
+# - distill: a small ResNet-18 teacher, trained first on the same stream
+#   (resnet18-nano_stream-pretrain_tiny-shapes.py, 96% top-1 in minutes),
+#   distils its features (per output) and its class probabilities (as
+#   DeiT's soft distillation).
+teacher = dict(
+    type='ImageClassifier',
+    backbone=dict(
+        type='ResNet',
+        depth=18,
+        stem_channels=16,
+        base_channels=16,
+        out_indices=(0, 1, 2, 3)),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=4,
+        in_channels=128,
+        loss=dict(type='CrossEntropyLoss')))
+channels = [32, 64, 128, 256]
 model = dict(
-    type='DenseAuxImageClassifier',
+    type='AuxLossImageClassifier',
     backbone=dict(
         arch=dict(embed_dims=32), drop_path_rate=0.1,
         out_indices=(0, 1, 2, 3)),
     head=dict(in_channels=256),
-    aux_in_channels=[32, 64, 128, 256],
-    aux_weight=1.0)
+    dense=dict(in_channels=channels),
+    distill=dict(
+        model=teacher,
+        checkpoint='mmboat://tiny_shapes/'
+        'resnet18-nano_stream-pretrain_tiny-shapes.pth',
+        in_channels=channels,
+        teacher_channels=[16, 32, 64, 128]))
 
 # ----------------------------------------------------------------- data
 images_per_epoch = 8000  # 250 steps of 32: one checkpoint every few minutes

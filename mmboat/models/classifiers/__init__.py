@@ -1,3 +1,4 @@
-from .dense_aux_classifier import DenseAuxImageClassifier, dense_targets
+from .aux_loss_classifier import (AuxLossImageClassifier, dense_targets,
+                                  feature_distance)
 
-__all__ = ['DenseAuxImageClassifier', 'dense_targets']
+__all__ = ['AuxLossImageClassifier', 'dense_targets', 'feature_distance']

@@ -1,22 +1,39 @@
-"""DenseAuxImageClassifier: the ImageClassifier's loss plus a dense loss
-from the label maps, which trains; prediction is the ImageClassifier's."""
+"""AuxLossImageClassifier: the ImageClassifier's loss plus a dense loss
+from the label maps and distillation from a frozen teacher, which train;
+prediction is the ImageClassifier's."""
 import numpy as np
 import pytest
 import torch
 from mmengine.registry import MODELS
+from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmpretrain.structures import DataSample
 
 import mmboat  # noqa: F401
-from mmboat.models.classifiers import dense_targets
+from mmboat.models.classifiers import dense_targets, feature_distance
 
 ARCH = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))
 
+TEACHER = dict(
+    type='ImageClassifier',
+    backbone=dict(
+        type='ResNet',
+        depth=18,
+        stem_channels=8,
+        base_channels=8,
+        out_indices=(0, 1, 2, 3)),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=4,
+        in_channels=64,
+        loss=dict(type='CrossEntropyLoss')))
 
-def build(aux_weight=1.0):
+
+def build(aux_weight=1.0, distill=None):
     torch.manual_seed(0)
     model = MODELS.build(
         dict(
-            type='DenseAuxImageClassifier',
+            type='AuxLossImageClassifier',
             backbone=dict(
                 type='BOATSwinTransformer',
                 arch=ARCH,
@@ -29,8 +46,8 @@ def build(aux_weight=1.0):
                 num_classes=4,
                 in_channels=128,
                 loss=dict(type='CrossEntropyLoss')),
-            aux_in_channels=[16, 32, 64, 128],
-            aux_weight=aux_weight))
+            dense=dict(in_channels=[16, 32, 64, 128], weight=aux_weight),
+            distill=distill))
     model.init_weights()
     return model
 
@@ -102,7 +119,69 @@ def test_dense_loss_trains_the_backbone():
 def test_outputs_and_aux_channels_must_agree():
     model = build()
     model.aux_heads = model.aux_heads[:2]
-    with pytest.raises(ValueError, match='aux_in_channels has 2'):
+    with pytest.raises(ValueError, match='dense in_channels lists 2'):
         model.loss(
             torch.randn(1, 3, 32, 32),
             samples([0], [np.zeros((32, 32), np.uint8)]))
+
+
+def test_distillation_from_a_frozen_teacher(tmp_path):
+    """The teacher's weights come from its checkpoint and stay frozen, in
+    eval mode; the feature and logit losses are the documented ones and
+    train the student toward the teacher."""
+    torch.manual_seed(1)
+    teacher = PRETRAIN_MODELS.build(TEACHER)
+    teacher.init_weights()
+    # BatchNorm statistics that are not the defaults: eval mode matters
+    for m in teacher.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    torch.save(dict(state_dict=teacher.state_dict()), tmp_path / 't.pth')
+    distill = dict(
+        model=TEACHER,
+        checkpoint=str(tmp_path / 't.pth'),
+        in_channels=[16, 32, 64, 128],
+        teacher_channels=[8, 16, 32, 64],
+        feat_weight=2.0,
+        logit_weight=0.5)
+    model = build(distill=distill).train()
+    assert not model.teacher.training
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(model.teacher.state_dict()[k], v), k
+    assert not any(p.requires_grad for p in model.teacher.parameters())
+
+    x = torch.randn(2, 3, 32, 32)
+    data = samples([0, 1], [np.zeros((32, 32), np.uint8)] * 2)
+    losses = model.loss(x, data)
+    teacher.eval()
+    with torch.no_grad():
+        t_feats = teacher.backbone(x)
+        t_logits = teacher.head(teacher.neck(t_feats))
+    feats = model.backbone(x)
+    expected_feat = sum(
+        feature_distance(a(f), t)
+        for f, t, a in zip(feats, t_feats, model.distill_adapters)) / 4
+    assert torch.allclose(losses['loss_distill_feat'], 2.0 * expected_feat)
+    p_t = torch.softmax(t_logits, 1)
+    log_p_s = torch.log_softmax(model.head(model.neck(feats)), 1)
+    kl = (p_t * (p_t.log() - log_p_s)).sum(1).mean()
+    assert torch.allclose(losses['loss_distill_logit'], 0.5 * kl, atol=1e-6)
+
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                            lr=3e-3)
+    first = losses['loss_distill_feat'].item()
+    for _ in range(20):
+        losses = model.loss(x, data)
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+    assert losses['loss_distill_feat'].item() < 0.5 * first
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(model.teacher.state_dict()[k], v), k
+
+
+def test_feature_distance_is_zero_for_parallel_features():
+    f = torch.randn(2, 8, 3, 3)
+    assert feature_distance(3 * f, f).abs() < 1e-6
+    assert torch.allclose(feature_distance(-f, f), torch.tensor(4.))
