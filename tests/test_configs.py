@@ -245,3 +245,35 @@ def test_zoo_recipe(fam, size, task):
         assert (optimizer.lr, optimizer.weight_decay) == (1e-4, 0.05)
         pipeline = [t.type for t in cfg.train_dataloader.dataset.pipeline]
         assert ('RandomChoice' in pipeline) == (task == '3x')
+
+
+@pytest.mark.parametrize('backbone', ['swin', 'cswin'])
+@pytest.mark.parametrize('variant', ['', '-nofsla'])
+def test_stream_pretraining_backbone_is_the_tiny_dense_backbone(
+        backbone, variant):
+    """The backbone a stream pretraining config trains is the one of the
+    tiny Mask R-CNN and UperNet configs of the same family and variant:
+    the same weights, name for name and shape for shape, and the same
+    forward (outputs of every stage)."""
+    tiny = CONFIG_ROOT / 'tiny'
+    name = f'boat-{backbone}-nano{variant}'
+    pretrain = load(tiny / f'{name}_stream-pretrain_tiny-shapes.py')
+    dense = [
+        load(tiny / f'mask-rcnn_{name}_fpn_tiny-shapes.py'),
+        load(tiny / f'upernet_{name}_tiny-shapes.py')
+    ]
+    __import__('mmboat')
+    torch.manual_seed(0)
+    source = MODELS.build(pretrain.model.backbone).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = source(x)
+    for cfg in dense:
+        target = MODELS.build(dict(cfg.model.backbone, init_cfg=None)).eval()
+        own = {k: v.shape for k, v in target.state_dict().items()}
+        assert own == {k: v.shape for k, v in source.state_dict().items()}
+        target.load_state_dict(source.state_dict())
+        with torch.no_grad():
+            out = target(x)
+        assert len(out) == len(expected) == 4
+        assert all(torch.equal(a, b) for a, b in zip(out, expected))

@@ -12,5 +12,5 @@ model = dict(
             depths=(1, 2, 2, 1),
             num_heads=(2, 4, 8, 16),
             split_sizes=(1, 2, 7, 7)),
-        drop_path_rate=0.1,
+        drop_path_rate=0.,
         out_indices=(0, 1, 2, 3)))

@@ -1,15 +1,20 @@
 """TinyShapesStream and EpochStreamSampler: deterministic, never the same
 image twice, the same images per epoch with workers, on two processes and
 after a resume; the same drawing code as the written folders."""
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from mmengine.dataset import pseudo_collate
+from mmengine.hooks import Hook
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
 from PIL import Image
 from torch.utils.data import DataLoader
 
+import mmboat  # noqa: F401  (registers the stream and the hook)
 from mmboat.datasets import (CLASSES, EpochStreamSampler, TinyShapesStream,
                              make_tiny_datasets)
 
@@ -135,3 +140,85 @@ def test_workers_draw_the_same_batches_as_the_main_process():
 def test_bad_arguments_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TinyShapesStream(**kwargs)
+
+
+class Killed(Exception):
+    pass
+
+
+class RecordAndKill(Hook):
+    """Records the images of every trained batch; raises :class:`Killed`
+    after iteration ``kill_at`` (after its checkpoint)."""
+    priority = 'LOWEST'
+
+    def __init__(self, seen, kill_at=None):
+        self.seen, self.kill_at = seen, kill_at
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
+                         outputs=None):
+        self.seen.append([s.sample_idx for s in data_batch['data_samples']])
+        if runner.iter + 1 == self.kill_at:
+            raise Killed
+
+
+class MeanModel(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        x = torch.stack(inputs).float().mean()
+        return dict(loss=(self.w * x / 255 - 1)**2)
+
+
+def stream_runner(work_dir, seen, kill_at=None, resume=False):
+    return Runner(
+        model=MeanModel(),
+        work_dir=str(work_dir),
+        experiment_name=f'stream_{uuid.uuid4().hex}',
+        train_dataloader=dict(
+            dataset=dict(
+                type='TinyShapesStream',
+                images_per_epoch=12,
+                pipeline=[
+                    dict(type='RandomFlip', prob=0.5),
+                    dict(type='PackInputs')
+                ]),
+            sampler=dict(type='EpochStreamSampler', shuffle=True),
+            batch_size=3,
+            num_workers=1,
+            collate_fn=dict(type='pseudo_collate')),
+        train_cfg=dict(by_epoch=True, max_epochs=3),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=3),
+            logger=dict(type='LoggerHook', interval=100)),
+        custom_hooks=[
+            dict(type='ExactResumeHook'),
+            RecordAndKill(seen, kill_at)
+        ],
+        default_scope='mmpretrain',
+        randomness=dict(seed=0),
+        resume=resume)
+
+
+def test_a_killed_and_resumed_run_draws_the_same_images(tmp_path):
+    """tools/train.py's runner with the stream, killed one batch into its
+    second epoch and resumed from its checkpoint at iteration 6: the same
+    images in the same batches as an uninterrupted run, none twice."""
+    full = []
+    stream_runner(tmp_path / 'full', full).train()
+    assert len(full) == 12  # 3 epochs of 4 batches
+    flat = [i for batch in full for i in batch]
+    assert sorted(flat) == list(range(36))  # each epoch its own images
+
+    killed = []
+    with pytest.raises(Killed):
+        stream_runner(tmp_path / 'killed', killed, kill_at=8).train()
+    resumed = []
+    stream_runner(tmp_path / 'killed', resumed, resume=True).train()
+    assert killed[:6] + resumed == full

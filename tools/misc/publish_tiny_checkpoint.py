@@ -5,7 +5,9 @@
 WORK_DIR is the MMEngine work dir of a run of a
 ``configs/tiny/*_stream-pretrain_tiny-shapes.py`` config (one or more
 sessions of ``tools/train.py ... --resume``). The tool writes the run's
-backbone weights (float32, ``backbone.*`` keys, nothing else) to
+backbone weights (float32, ``backbone.*`` keys, nothing else; with
+``--whole-model`` the classifier's backbone, neck and head, as the CNN
+teacher's distillation needs) to
 ``mmboat/checkpoints/tiny_shapes/<config name>.pth`` and records in
 ``mmboat/checkpoints/manifest.json`` the config, the commit it was trained
 at, steps, wall time, val top-1, sha256 and the command that reproduces it.
@@ -39,6 +41,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--checkpoint',
         help='the checkpoint to ship (default: the run\'s last one)')
+    parser.add_argument(
+        '--whole-model',
+        action='store_true',
+        help='ship backbone, neck and head (the teacher), not the backbone')
     parser.add_argument(
         '--commit',
         help='commit the run was trained at (default: the one written in '
@@ -109,9 +115,11 @@ def main(argv=None):
         with open(osp.join(work_dir, 'last_checkpoint')) as f:
             checkpoint = f.read().strip()
     ckpt = load_checkpoint_file(checkpoint)
+    parts = ('backbone.', 'neck.', 'head.') if args.whole_model else \
+        ('backbone.', )
     weights = {
-        k: v.float().clone()
-        for k, v in ckpt['state_dict'].items() if k.startswith('backbone.')
+        k: v.float().clone() if v.is_floating_point() else v.clone()
+        for k, v in ckpt['state_dict'].items() if k.startswith(parts)
     }
     epoch, step = ckpt['meta']['epoch'], ckpt['meta']['iter']
     top1 = val_top1(work_dir, epoch)
@@ -148,7 +156,8 @@ def main(argv=None):
         sha256=sha256(out),
         command=(f'python tools/train.py configs/tiny/{name}.py --work-dir '
                  f'WORK_DIR --resume && python '
-                 f'tools/misc/publish_tiny_checkpoint.py WORK_DIR'))
+                 f'tools/misc/publish_tiny_checkpoint.py WORK_DIR' +
+                 (' --whole-model' if args.whole_model else '')))
     with open(MANIFEST, 'w') as f:
         json.dump(dict(sorted(manifest.items())), f, indent=2)
         f.write('\n')
