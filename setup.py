@@ -76,6 +76,8 @@ setup(
     long_description=open(README).read() if osp.exists(README) else '',
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
+    # the tiny-shapes pretrained backbones (``mmboat://tiny_shapes/...``)
+    package_data={'mmboat': ['checkpoints/*.json', 'checkpoints/*/*.pth']},
     cmdclass={'build_py': BuildPyWithMim},
     python_requires='>=3.8',
     install_requires=parse_requirements('requirements/runtime.txt'),

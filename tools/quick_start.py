@@ -8,8 +8,10 @@ tiny-shapes data, on the CPU, in minutes.
 
 It writes the data under ``data/tiny_shapes`` if absent, trains the tiny
 config of ``configs/tiny/`` with MMEngine's runner, evaluates the final
-checkpoint with the real evaluator, and draws the model's predictions on a
-validation image with the library's own visualiser. Everything goes to
+checkpoint with the real evaluator, and draws the first validation image
+with the library's own visualiser, four times enlarged: its ground truth on
+the left, the model's predictions on the right (detection: those scoring
+at least 0.5). Everything goes to
 ``work_dirs/quick_start/<config>/``; the last lines printed say where the
 metrics and the picture are.
 """
@@ -22,7 +24,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmboat  # noqa: F401  (registers the mmboat modules)
-from mmboat.apis import visualize
+from mmboat.apis.compare import draw_ground_truth_and_prediction
 from mmboat.datasets import make_tiny_datasets
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -34,11 +36,13 @@ CONFIGS = dict(
     det='mask-rcnn_boat-{}-nano_fpn_tiny-shapes.py',
     seg='upernet_boat-{}-nano_tiny-shapes.py',
     cls='boat-{}-nano_tiny-shapes.py')
-# the first validation image of each dataset, under --data-root
-VAL_IMAGES = dict(
-    det='coco/images/val/000000.jpg',
+# a file each dataset has once it is written (under --data-root)
+DATA_FILES = dict(
+    det='coco/annotations/instances_val.json',
     seg='ade/images/validation/000000.jpg',
     cls='imagenet/val/star/000002.png')
+#: the picture: test image 0, enlarged, detections scoring at least this
+PICTURE_SCALE, SCORE_THR = 4, 0.5
 
 
 def parse_args(argv=None):
@@ -93,7 +97,7 @@ def tiny_config(task: str, backbone: str, data_root: str,
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
-    if not osp.exists(osp.join(args.data_root, VAL_IMAGES[args.task])):
+    if not osp.exists(osp.join(args.data_root, DATA_FILES[args.task])):
         print(f'[quick start] writing the tiny-shapes {args.task} data to '
               f'{args.data_root}')
         make_tiny_datasets(args.data_root, tasks=[args.task])
@@ -117,10 +121,16 @@ def main(argv=None):
     with open(metrics_file, 'w') as f:
         json.dump(metrics, f, indent=2)
 
-    image = osp.join(args.data_root, VAL_IMAGES[args.task])
-    print(f'[quick start] drawing the predictions on {image}')
-    pictures, _ = visualize(
-        image, cfg, weights=checkpoint, out_dir=cfg.work_dir)
+    picture = osp.join(cfg.work_dir, 'vis', 'val_000000.png')
+    print('[quick start] drawing ground truth and predictions of the first '
+          f'validation image -> {picture}')
+    draw_ground_truth_and_prediction(
+        cfg,
+        checkpoint,
+        picture,
+        index=0,
+        scale=PICTURE_SCALE,
+        score_thr=SCORE_THR)
 
     minutes = (time.perf_counter() - start) / 60
     print(f'\n[quick start] done in {minutes:.1f} min')
@@ -128,7 +138,7 @@ def main(argv=None):
         print(f'  {name}: {value:.4f}'
               if isinstance(value, float) else f'  {name}: {value}')
     print(f'  metrics: {metrics_file}')
-    print(f'  picture: {pictures[0]}')
+    print(f'  picture: {picture} (left: ground truth, right: predictions)')
 
 
 if __name__ == '__main__':

@@ -41,11 +41,13 @@ def test_quick_start_detection(tmp_path):
     metrics = json.loads((run_dir / 'metrics.json').read_text())
     assert 0 <= metrics['coco/bbox_mAP'] <= 1
     assert 0 <= metrics['coco/segm_mAP'] <= 1
-    picture = run_dir / 'vis' / '000000.jpg'
-    assert f'picture: {picture}' in out
+    picture = run_dir / 'vis' / 'val_000000.png'
+    assert f'picture: {picture} (left: ground truth, right: predictions)' \
+        in out
     assert f'metrics: {run_dir / "metrics.json"}' in out
     drawn = np.asarray(Image.open(picture).convert('RGB'))
     image = np.asarray(Image.open(data / 'coco/images/val/000000.jpg'))
-    assert drawn.shape == image.shape
+    # ground truth and predictions side by side, 4 times enlarged
+    assert drawn.shape == (4 * image.shape[0], 8 * image.shape[1], 3)
     # the data was not rewritten: it was there
     assert 'writing the tiny-shapes' not in out
