@@ -32,7 +32,8 @@ from mmboat.utils import load_checkpoint_file  # noqa: E402
 from mmboat.utils.checkpoint import SHIPPED_DIR  # noqa: E402
 
 MANIFEST = osp.join(SHIPPED_DIR, 'manifest.json')
-LOG_TIME = re.compile(r'^(\d\d/\d\d \d\d:\d\d:\d\d) - mmengine')
+# MMEngine's log file lines start with 2026/12/07 01:02:34
+LOG_TIME = re.compile(r'^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) - mmengine')
 
 
 def parse_args(argv=None):
@@ -70,7 +71,6 @@ def wall_minutes(logs) -> float:
     """Minutes from the first to the last log line, summed over sessions
     (time between sessions, when nothing ran, is not counted)."""
     total = 0.
-    year = datetime.date.today().year
     for log in logs:
         stamps = []
         with open(log) as f:
@@ -78,8 +78,8 @@ def wall_minutes(logs) -> float:
                 m = LOG_TIME.match(line)
                 if m:
                     stamps.append(
-                        datetime.datetime.strptime(f'{year}/{m.group(1)}',
-                                                   '%Y/%m/%d %H:%M:%S'))
+                        datetime.datetime.strptime(
+                            m.group(1), '%Y/%m/%d %H:%M:%S'))
         if len(stamps) > 1:
             total += (stamps[-1] - stamps[0]).total_seconds()
     return total / 60
