@@ -62,7 +62,8 @@ def test_shipped_checkpoint_matches_its_manifest(name):
     assert all(torch.isfinite(v).all() for v in state_dict.values())
     parts = {k.split('.')[0] for k in state_dict}
     teacher = name.startswith('tiny_shapes/resnet')
-    assert parts == ({'backbone', 'neck', 'head'} if teacher else {'backbone'})
+    # the teacher's neck (global average pooling) has no weights
+    assert parts == ({'backbone', 'head'} if teacher else {'backbone'})
     assert path.stat().st_size < 16 * 2**20
 
 
