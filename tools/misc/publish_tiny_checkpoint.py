@@ -31,7 +31,6 @@ sys.path.insert(0, REPO)  # run from a clone without installing
 from mmboat.utils import load_checkpoint_file  # noqa: E402
 from mmboat.utils.checkpoint import SHIPPED_DIR  # noqa: E402
 
-MANIFEST = osp.join(SHIPPED_DIR, 'manifest.json')
 # MMEngine's log file lines start with 2026/12/07 01:02:34
 LOG_TIME = re.compile(r'^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) - mmengine')
 
@@ -46,6 +45,10 @@ def parse_args(argv=None):
         '--whole-model',
         action='store_true',
         help='ship backbone, neck and head (the teacher), not the backbone')
+    parser.add_argument(
+        '--shipped-dir',
+        default=SHIPPED_DIR,
+        help='the package\'s checkpoints folder (default: %(default)s)')
     parser.add_argument(
         '--commit',
         help='commit the run was trained at (default: the one written in '
@@ -130,7 +133,7 @@ def main(argv=None):
     if commit is None:
         commit = os.popen(f'git -C {REPO} rev-parse HEAD').read().strip()
 
-    out = osp.join(SHIPPED_DIR, 'tiny_shapes', f'{name}.pth')
+    out = osp.join(args.shipped_dir, 'tiny_shapes', f'{name}.pth')
     os.makedirs(osp.dirname(out), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=osp.dirname(out), suffix='.pth')
     os.close(fd)
@@ -142,9 +145,9 @@ def main(argv=None):
         tmp)
     os.replace(tmp, out)
 
-    manifest = {}
-    if osp.exists(MANIFEST):
-        with open(MANIFEST) as f:
+    manifest, manifest_file = {}, osp.join(args.shipped_dir, 'manifest.json')
+    if osp.exists(manifest_file):
+        with open(manifest_file) as f:
             manifest = json.load(f)
     manifest[f'tiny_shapes/{name}.pth'] = dict(
         config=f'configs/tiny/{name}.py',
@@ -158,12 +161,12 @@ def main(argv=None):
                  f'WORK_DIR --resume && python '
                  f'tools/misc/publish_tiny_checkpoint.py WORK_DIR' +
                  (' --whole-model' if args.whole_model else '')))
-    with open(MANIFEST, 'w') as f:
+    with open(manifest_file, 'w') as f:
         json.dump(dict(sorted(manifest.items())), f, indent=2)
         f.write('\n')
     print(f'{out}: {len(weights)} tensors, {osp.getsize(out) / 2**20:.1f} '
           f'MiB, step {step}, val top-1 {top1:.2f}%')
-    print(f'manifest: {MANIFEST}')
+    print(f'manifest: {manifest_file}')
 
 
 if __name__ == '__main__':
