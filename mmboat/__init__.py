@@ -10,7 +10,6 @@ register_config_package()
 from . import datasets  # noqa: E402,F401  (registers the stream)
 from . import engine  # noqa: E402,F401  (registers ExactResumeHook)
 from . import models  # noqa: E402,F401  (registers the backbones)
-from . import timm  # noqa: E402,F401  (registers the timm models)
 from .analysis import register_flop_counting  # noqa: E402
 
 # FLOP counters (MMEngine's, torch's) count FSLA's clustering and attention.
