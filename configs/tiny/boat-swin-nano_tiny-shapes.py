@@ -58,7 +58,11 @@ test_evaluator = val_evaluator
 
 # ----------------------------------------------------------------- schedule
 max_epochs = 40
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+train_cfg = dict(
+    _delete_=True,
+    type='ExactResumeEpochBasedTrainLoop',
+    max_epochs=max_epochs,
+    val_interval=max_epochs)
 param_scheduler = [
     dict(
         type='LinearLR',

@@ -79,7 +79,10 @@ test_evaluator = val_evaluator
 
 # ----------------------------------------------------------------- schedule
 max_epochs = 12
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+train_cfg = dict(
+    type='ExactResumeEpochBasedTrainLoop',
+    max_epochs=max_epochs,
+    val_interval=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(
@@ -97,7 +100,8 @@ default_hooks = dict(
 
 # a run killed and resumed (--resume) skips the batches it trained and
 # continues from the saved random states (exact up to the augmentations of
-# the persistent data workers after epoch 1: mmboat.engine.ExactResumeHook)
+# the persistent data workers after epoch 1: mmboat.engine.ExactResumeHook
+# with the loop ExactResumeEpochBasedTrainLoop above)
 custom_hooks = [dict(type='ExactResumeHook')]
 
 # the same seed for every run of this config (and its no-FSLA twin)

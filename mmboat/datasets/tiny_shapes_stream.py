@@ -18,7 +18,7 @@ from typing import Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 from mmengine.dataset import Compose, DefaultSampler
-from mmengine.registry import DATA_SAMPLERS
+from mmengine.registry import DATA_SAMPLERS, DefaultScope
 from mmpretrain.registry import DATASETS, TRANSFORMS
 from torch.utils.data import Dataset
 
@@ -107,11 +107,13 @@ class TinyShapesStream(Dataset):
         self.images_per_epoch = images_per_epoch
         self.side, self.mode, self.seed = side, mode, seed
         self.with_seg = with_seg
-        # built from mmpretrain's registry, as its datasets do, so that
-        # mmpretrain's transforms are found outside a runner too
-        self.pipeline = Compose([
-            TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline
-        ])
+        # mmpretrain's transforms, whatever the default scope (a runner of
+        # another library, or none)
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            self.pipeline = Compose([
+                TRANSFORMS.build(t) if isinstance(t, dict) else t
+                for t in pipeline
+            ])
 
     @property
     def metainfo(self) -> dict:

@@ -1,6 +1,7 @@
 """Training-time additions to MMEngine, registered in its root registries
-(``HOOKS``) so that mmdet, mmseg and mmpretrain configs find them once
-``mmboat.engine`` is imported (``custom_imports``)."""
+(``HOOKS``, ``LOOPS``) so that mmdet, mmseg and mmpretrain configs find
+them once ``mmboat`` is imported (``custom_imports``)."""
 from .hooks import ExactResumeHook
+from .loops import ExactResumeEpochBasedTrainLoop
 
-__all__ = ['ExactResumeHook']
+__all__ = ['ExactResumeHook', 'ExactResumeEpochBasedTrainLoop']

@@ -192,7 +192,7 @@ def stream_runner(work_dir, seen, kill_at=None, resume=False):
             batch_size=3,
             num_workers=1,
             collate_fn=dict(type='pseudo_collate')),
-        train_cfg=dict(by_epoch=True, max_epochs=3),
+        train_cfg=dict(type='ExactResumeEpochBasedTrainLoop', max_epochs=3),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
         default_hooks=dict(
             checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=3),

@@ -145,7 +145,8 @@ def toy_runner(work_dir,
         batch_size=2,
         num_workers=workers,
         collate_fn=dict(type='default_collate'))
-    train_cfg = dict(by_epoch=True, max_epochs=3, val_interval=1) \
+    train_cfg = dict(type='ExactResumeEpochBasedTrainLoop', max_epochs=3,
+                     val_interval=1) \
         if loop == 'epoch' else \
         dict(type='IterBasedTrainLoop', max_iters=15, val_interval=4)
     hooks = ([dict(type='ExactResumeHook')] if hook else []) + \

@@ -40,12 +40,15 @@ replays every batch since the start. Nor can it make runs on different
 numbers of processes draw the same random numbers: each process has its
 own generators and MMEngine seeds each rank's data workers differently.
 
-Enable it in a config (``import mmboat`` registers it)::
+Enable it in a config (``import mmboat`` registers both), with the
+epoch-based loop that can start an epoch after its trained batches::
 
     custom_hooks = [dict(type='ExactResumeHook')]
+    train_cfg = dict(type='ExactResumeEpochBasedTrainLoop', max_epochs=12)
+
+(an iteration-based config keeps MMEngine's ``IterBasedTrainLoop``).
 """
 import random
-import types
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -53,7 +56,9 @@ import torch
 from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
-from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
+from mmengine.runner import IterBasedTrainLoop
+
+from ..loops import ExactResumeEpochBasedTrainLoop
 
 KEY = 'mmboat_resume'
 
@@ -86,25 +91,6 @@ def set_rng_state(state: dict) -> None:
     if cuda and torch.cuda.is_available() and \
             len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
-
-
-def _run_resumed_epoch(loop: EpochBasedTrainLoop, done: int, restore) -> None:
-    """``EpochBasedTrainLoop.run_epoch`` that loads and drops the first
-    ``done`` batches, then calls ``restore()`` and trains the others."""
-    runner = loop.runner
-    runner.call_hook('before_train_epoch')
-    runner.model.train()
-    if done < len(loop.dataloader):
-        batches = iter(loop.dataloader)
-        for _ in range(done):
-            next(batches)
-        restore()
-        for idx, data_batch in enumerate(batches, start=done):
-            loop.run_iter(idx, data_batch)
-    else:  # saved after the last batch: only the end of the epoch is left
-        restore()
-    runner.call_hook('after_train_epoch')
-    loop._epoch += 1
 
 
 class _RestoreBeforeNext:
@@ -254,13 +240,14 @@ class ExactResumeHook(Hook):
             loop.dataloader_iterator = _RestoreBeforeNext(
                 loop.dataloader_iterator, runner.iter, restore)
             return
-        if not isinstance(loop, EpochBasedTrainLoop) or \
-                type(loop).run_epoch is not EpochBasedTrainLoop.run_epoch:
+        if not isinstance(loop, ExactResumeEpochBasedTrainLoop):
             runner.logger.warning(
-                f'[ExactResumeHook] {type(loop).__name__} is not MMEngine\'s '
-                'EpochBasedTrainLoop or IterBasedTrainLoop: the random '
-                'states are restored now, the trained batches of the '
-                'interrupted epoch are not skipped')
+                f'[ExactResumeHook] {type(loop).__name__} is neither '
+                'ExactResumeEpochBasedTrainLoop nor IterBasedTrainLoop: the '
+                'random states are restored now, the trained batches of the '
+                'interrupted epoch are trained again. For an exact resume '
+                "set train_cfg=dict(type='ExactResumeEpochBasedTrainLoop', "
+                '...)')
             restore()
             return
         length = len(loop.dataloader)
@@ -291,12 +278,7 @@ class ExactResumeHook(Hook):
             f'[ExactResumeHook] resuming in the middle of epoch '
             f'{runner.epoch + 1}: loading and skipping its {done} trained '
             'batches')
-
-        def run_epoch(loop):
-            del loop.run_epoch  # the next epochs run as usual
-            _run_resumed_epoch(loop, done, restore)
-
-        loop.run_epoch = types.MethodType(run_epoch, loop)
+        loop.skip_trained_batches(done, restore)
 
     def before_train_epoch(self, runner) -> None:
         restore, self._restore_at_epoch = self._restore_at_epoch, None
