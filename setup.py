@@ -11,8 +11,13 @@ README = osp.join(HERE, 'README.md')
 
 # What OpenMMLab's tools look for in ``<package>/.mim/``: a config's
 # ``_base_ = 'mmboat::boat_swin/x.py'`` is ``mmboat/.mim/configs/boat_swin/
-# x.py``, and ``mim train mmboat`` runs ``mmboat/.mim/tools/train.py``.
-MIM_FILES = ('configs', 'tools')
+# x.py``, ``mim train mmboat`` runs ``mmboat/.mim/tools/train.py`` and
+# ``mim search mmboat`` reads ``mmboat/.mim/model-index.yml`` (which imports
+# the ``configs/*/metafile.yml`` files).
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
+# those left out, with a warning, where the source tree lacks them (a source
+# distribution whose MANIFEST.in does not include them)
+MIM_OPTIONAL = ('model-index.yml', )
 
 
 def get_version():
@@ -33,14 +38,18 @@ def parse_requirements(path):
 
 
 def add_mim_extension(package_dir, mode):
-    """Make ``<package_dir>/.mim`` hold the configs and tools, as symlinks
-    (``mode='symlink'``, editable installs) or copies (``'copy'``)."""
+    """Make ``<package_dir>/.mim`` hold the configs, tools and model index,
+    as symlinks (``mode='symlink'``, editable installs) or copies
+    (``'copy'``); files are linked or copied like folders."""
     mim_dir = osp.join(package_dir, '.mim')
     if osp.isdir(mim_dir):
         shutil.rmtree(mim_dir)  # removes links, never what they point to
     os.makedirs(mim_dir)
     for name in MIM_FILES:
         src, dst = osp.join(HERE, name), osp.join(mim_dir, name)
+        if name in MIM_OPTIONAL and not osp.exists(src):
+            warnings.warn(f'{src} not found: {dst} left out')
+            continue
         if mode == 'symlink':
             try:
                 os.symlink(osp.relpath(src, mim_dir), dst)
@@ -48,9 +57,14 @@ def add_mim_extension(package_dir, mode):
             except OSError as e:
                 warnings.warn(f'cannot symlink {dst} -> {src} ({e}); '
                               'copying instead: reinstall mmboat after '
-                              'editing its configs')
-        shutil.copytree(
-            src, dst, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+                              f'editing its {name}')
+        if osp.isdir(src):
+            shutil.copytree(
+                src,
+                dst,
+                ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+        else:
+            shutil.copyfile(src, dst)
 
 
 class BuildPyWithMim(build_py):
