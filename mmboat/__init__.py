@@ -1,14 +1,12 @@
-from .utils.mmengine_compat import (register_checkpoint_loader,
-                                    register_config_package)
+from .utils.mmengine_compat import register_config_package
 from .version import __version__
 
-# MMEngine 0.10 cannot load its own checkpoints on torch >= 2.6 otherwise.
-register_checkpoint_loader()
-# Nor configs that inherit mmboat's (`_base_ = 'mmboat::...'`).
+# MMEngine 0.10 cannot load configs that inherit mmboat's otherwise
+# (`_base_ = 'mmboat::...'`).
 register_config_package()
 
 from . import datasets  # noqa: E402,F401  (registers the stream)
-from . import engine  # noqa: E402,F401  (registers ExactResumeHook)
+from . import engine  # noqa: E402,F401  (registers the hook, loop, runner)
 from . import models  # noqa: E402,F401  (registers the backbones)
 from .analysis import register_flop_counting  # noqa: E402
 

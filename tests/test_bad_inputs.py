@@ -366,13 +366,12 @@ def _ckpt_init(tmp_path, family, checkpoint):
 
 
 def _ckpt_load_from(tmp_path, checkpoint):
-    """MMEngine's load_checkpoint (what load_from and resume use) with
-    mmboat's loader."""
+    """What load_from and resume of mmboat's runner (and its tools) use to
+    load weights."""
     import torch
-    from mmengine.runner import load_checkpoint
 
-    import mmboat  # noqa: F401 (registers its checkpoint loader)
-    load_checkpoint(torch.nn.Linear(2, 2), str(checkpoint))
+    from mmboat.utils.mmengine_compat import load_weights_into
+    load_weights_into(torch.nn.Linear(2, 2), str(checkpoint))
 
 
 class _CkptForeignObject:

@@ -21,7 +21,7 @@ import os.path as osp
 import time
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
+from mmengine.registry import RUNNERS
 
 import mmboat  # noqa: F401  (registers the mmboat modules)
 from mmboat.apis.compare import draw_ground_truth_and_prediction
@@ -106,7 +106,8 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
 
     print(f'[quick start] training {cfg.filename} -> {cfg.work_dir}')
-    runner = Runner.from_cfg(cfg)
+    # the config's runner_type (mmboat's SafeCheckpointRunner)
+    runner = RUNNERS.build(cfg)
     runner.train()
     # MMEngine's CheckpointHook names the final checkpoint here
     with open(osp.join(cfg.work_dir, 'last_checkpoint')) as f:
@@ -116,7 +117,7 @@ def main(argv=None):
     test_cfg = cfg.copy()
     test_cfg.load_from = checkpoint
     test_cfg.work_dir = osp.join(cfg.work_dir, 'test')
-    metrics = Runner.from_cfg(test_cfg).test()
+    metrics = RUNNERS.build(test_cfg).test()
     metrics_file = osp.join(cfg.work_dir, 'metrics.json')
     with open(metrics_file, 'w') as f:
         json.dump(metrics, f, indent=2)

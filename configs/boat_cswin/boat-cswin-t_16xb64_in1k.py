@@ -12,6 +12,9 @@
 #       checkpoints/boat-cswin-t_in1k_mmboat.pth
 _base_ = 'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py'
 custom_imports = dict(imports=['mmboat'], allow_failed_imports=False)
+# checkpoints read with weights_only=True and checked against the model
+# (mmboat.engine.SafeCheckpointRunner)
+runner_type = 'SafeCheckpointRunner'
 
 model = dict(
     backbone=dict(

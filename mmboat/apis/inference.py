@@ -14,15 +14,16 @@ import copy
 import importlib
 import os
 import os.path as osp
+import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 from mmengine.config import Config
 from mmengine.registry import DefaultScope, init_default_scope
-from mmengine.runner.checkpoint import CheckpointLoader
 from PIL import Image
 
 import mmboat  # noqa: F401  (registers the mmboat modules)
+from mmboat.utils.mmengine_compat import load_weights_into
 
 #: ``default_scope`` of a config -> task name
 TASKS = {'mmdet': 'det', 'mmseg': 'seg', 'mmpretrain': 'cls'}
@@ -112,13 +113,6 @@ def _check_weights(weights: Optional[PathLike]) -> Optional[str]:
     return weights
 
 
-def _checkpoint_dataset_meta(weights: Optional[str]) -> Optional[dict]:
-    if weights is None:
-        return None
-    checkpoint = CheckpointLoader.load_checkpoint(weights, map_location='cpu')
-    return checkpoint.get('meta', {}).get('dataset_meta')
-
-
 def _config_dataset_meta(cfg: Config, scope: str) -> dict:
     """Metainfo of the config's test dataset (not loaded: lazy init)."""
     dataset_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
@@ -130,7 +124,8 @@ def _config_dataset_meta(cfg: Config, scope: str) -> dict:
 
 def build_inferencer(config: ConfigLike,
                      weights: Optional[PathLike] = None,
-                     device: str = 'cpu'):
+                     device: str = 'cpu',
+                     allow_partial: bool = False):
     """The inferencer of the config's library: mmdet's ``DetInferencer``,
     mmseg's ``MMSegInferencer`` or mmpretrain's
     ``ImageClassificationInferencer``.
@@ -139,45 +134,53 @@ def build_inferencer(config: ConfigLike,
         config: config file path or :class:`Config`.
         weights: checkpoint path (or URL); ``None`` keeps the random
             initialisation (backbone ``init_cfg`` is not applied either).
+            Read without running code from it and loaded by
+            :func:`mmboat.utils.mmengine_compat.load_weights_into`: weights
+            that do not fit a model with an mmboat backbone are refused.
         device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``...
+        allow_partial: load the weights that fit and warn about the others
+            instead of refusing (``--allow-partial`` of the tools).
     """
     cfg = load_config(config)
     task = task_of(cfg)
     weights = _check_weights(weights)
     scope = cfg.default_scope
-    dataset_meta = _checkpoint_dataset_meta(weights)
-    if dataset_meta is None:
-        dataset_meta = _config_dataset_meta(cfg, scope)
-        from_config = True
-    else:
-        from_config = False
     # mmpretrain's inferencer builds its pipeline in the current scope
     init_default_scope(scope)
-
+    with warnings.catch_warnings():
+        # the libraries warn that a model without weights is random: the
+        # weights are loaded below, by mmboat's loader
+        warnings.simplefilter('ignore', UserWarning)
+        if task == 'det':
+            from mmdet.apis import DetInferencer
+            inferencer = DetInferencer(
+                model=copy.deepcopy(cfg), weights=None, device=device)
+        elif task == 'seg':
+            from mmseg.apis import MMSegInferencer
+            inferencer = MMSegInferencer(
+                model=copy.deepcopy(cfg), weights=None, device=device)
+        else:
+            from mmpretrain.apis import ImageClassificationInferencer
+            inferencer = ImageClassificationInferencer(
+                model=cfg, pretrained=False, device=device)
+    checkpoint = {}
+    if weights is not None:
+        checkpoint = load_weights_into(
+            inferencer.model, weights, allow_partial=allow_partial)
+    dataset_meta = checkpoint.get('meta', {}).get('dataset_meta') or \
+        _config_dataset_meta(cfg, scope)
     if task == 'det':
-        from mmdet.apis import DetInferencer
-        inferencer = DetInferencer(
-            model=copy.deepcopy(cfg), weights=weights, device=device)
-        if from_config:
-            meta = {k.lower(): v for k, v in dataset_meta.items()}
-            meta.setdefault('palette', 'random')
-            inferencer.model.dataset_meta = meta
-            inferencer.visualizer.dataset_meta = meta
+        meta = {k.lower(): v for k, v in dataset_meta.items()}
+        meta.setdefault('palette', 'random')
+        inferencer.model.dataset_meta = meta
+        inferencer.visualizer.dataset_meta = meta
     elif task == 'seg':
-        from mmseg.apis import MMSegInferencer
-        inferencer = MMSegInferencer(
-            model=copy.deepcopy(cfg), weights=weights, device=device)
-        if from_config:
-            inferencer.model.dataset_meta = dict(
-                classes=dataset_meta.get('classes'),
-                palette=dataset_meta.get('palette'))
+        # MMSegInferencer gives the model's meta to its visualiser
+        inferencer.model.dataset_meta = dict(
+            classes=dataset_meta.get('classes'),
+            palette=dataset_meta.get('palette'))
     else:
-        from mmpretrain.apis import ImageClassificationInferencer
-        inferencer = ImageClassificationInferencer(
-            model=cfg,
-            pretrained=weights,
-            device=device,
-            classes=dataset_meta.get('classes'))
+        inferencer.classes = dataset_meta.get('classes')
     return inferencer
 
 

@@ -7,16 +7,18 @@ itself writes into a checkpoint (``HistoryBuffer`` of the message hub, numpy
 arrays), so ``load_from`` and ``resume`` of a Runner checkpoint fail
 (open-mmlab/mmengine#1655).
 
-:func:`register_checkpoint_loader` replaces MMEngine's loader for local
-files by one that keeps ``weights_only=True`` and allows, for the duration
-of that one load, exactly the globals MMEngine writes. ``getattr`` (which
-pickle uses to name ``HistoryBuffer.min`` and friends) is allowed only on
-``HistoryBuffer``'s public methods. Any other global still makes the load
-fail, so a foreign pickle cannot run code; why it failed (not a checkpoint,
-truncated, foreign objects, an official release file to convert) is found
-out without running code from the file. It also makes the runner refuse a
-checkpoint that does not fit a model with an mmboat backbone, unless the
-config sets ``allow_partial_load=True`` (:func:`load_checkpoint_checked`).
+:func:`load_local_checkpoint` reads a local file with ``weights_only=True``,
+allowing for the duration of that one load exactly the globals MMEngine
+writes. ``getattr`` (which pickle uses to name ``HistoryBuffer.min`` and
+friends) is allowed only on ``HistoryBuffer``'s public methods. Any other
+global still makes the load fail, so a foreign pickle cannot run code; why
+it failed (not a checkpoint, truncated, foreign objects, an official
+release file to convert) is found out without running code from the file.
+:func:`load_weights_into`, the one way mmboat's runner
+(:class:`mmboat.engine.SafeCheckpointRunner`, which configs select with
+``runner_type``) and tools load weights, reads with it and refuses a
+checkpoint that does not fit a model with an mmboat backbone, unless
+partial loading is asked for. Nothing of MMEngine is replaced.
 
 :func:`register_config_package` lets a config inherit mmboat's configs the
 way it inherits mmdet's, ``_base_ = 'mmboat::boat_swin/x.py'``: from
@@ -38,14 +40,13 @@ import pickle
 import torch
 from mmengine.config import Config
 from mmengine.logging.history_buffer import HistoryBuffer
-from mmengine.model import is_model_wrapper
-from mmengine.runner import Runner
-from mmengine.runner.checkpoint import (CheckpointLoader, _load_checkpoint,
+from mmengine.runner.checkpoint import (_load_checkpoint,
                                         _load_checkpoint_to_model)
 
-from .checkpoint import (PARTIAL_LOAD_KEY, CheckpointError, check_model_fits,
+from .checkpoint import (CheckpointError, check_model_fits,
                          checkpoint_not_found, numpy_safe_globals,
-                         unloadable_checkpoint_error, weights_of)
+                         resolve_checkpoint_path, unloadable_checkpoint_error,
+                         weights_of)
 
 PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -92,37 +93,40 @@ def load_local_checkpoint(filename, map_location=None):
     return ckpt
 
 
-def load_checkpoint_checked(runner: Runner,
-                            filename: str,
-                            map_location='cpu',
-                            strict: bool = False,
-                            revise_keys=((r'^module.', ''), )):
-    """``Runner.load_checkpoint`` (``load_from``, ``resume``) that refuses
-    a checkpoint whose weights do not fit a model with an mmboat backbone
-    (:func:`~.checkpoint.check_model_fits`) unless the config sets
-    ``allow_partial_load=True`` (and ``strict`` is off). The rest is
-    MMEngine 0.10's method: read, ``after_load_checkpoint`` hooks, load.
+def read_checkpoint(filename: str, map_location='cpu') -> dict:
+    """A checkpoint read without running code from it: a local file (or
+    ``mmboat://NAME``) by :func:`load_local_checkpoint`, a URL or another
+    scheme by MMEngine's loader for it."""
+    filename = resolve_checkpoint_path(str(filename))
+    if '://' in filename:
+        return _load_checkpoint(filename, map_location=map_location)
+    return load_local_checkpoint(filename, map_location=map_location)
+
+
+def load_weights_into(model: torch.nn.Module,
+                      filename: str,
+                      map_location='cpu',
+                      strict: bool = False,
+                      revise_keys=((r'^module.', ''), ),
+                      allow_partial: bool = False,
+                      before_load=None) -> dict:
+    """Load a checkpoint's weights into ``model``: the one way mmboat's
+    runner and tools load weights.
+
+    The file is read by :func:`read_checkpoint` (no code from it runs); a
+    model with an mmboat backbone refuses weights that do not fit
+    (:func:`~.checkpoint.check_model_fits`) unless ``allow_partial`` (and
+    not ``strict``); then MMEngine loads them (``revise_keys`` as in
+    MMEngine). ``before_load(checkpoint)`` runs after the read (the
+    runner's ``after_load_checkpoint`` hooks). Returns the checkpoint.
     """
-    checkpoint = _load_checkpoint(filename, map_location=map_location)
-    runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-    model = runner.model.module if is_model_wrapper(runner.model) \
-        else runner.model
-    partial = not strict and bool(runner.cfg.get(PARTIAL_LOAD_KEY, False))
-    check_model_fits(model, checkpoint, filename, revise_keys, partial)
-    checkpoint = _load_checkpoint_to_model(
+    checkpoint = read_checkpoint(filename, map_location)
+    if before_load is not None:
+        before_load(checkpoint)
+    check_model_fits(model, checkpoint, filename, revise_keys, allow_partial
+                     and not strict)
+    return _load_checkpoint_to_model(
         model, checkpoint, strict, revise_keys=revise_keys)
-    runner._has_loaded = True
-    runner.logger.info(f'Load checkpoint from {filename}')
-    return checkpoint
-
-
-def register_checkpoint_loader():
-    """Make MMEngine load local checkpoints with
-    :func:`load_local_checkpoint`, and its runner check that they fit
-    (:func:`load_checkpoint_checked`)."""
-    register = CheckpointLoader.register_scheme(prefixes='', force=True)
-    register(load_local_checkpoint)
-    Runner.load_checkpoint = load_checkpoint_checked
 
 
 def register_config_package():

@@ -1,5 +1,6 @@
 """MMEngine Runner checkpoints load back (load_from and resume) on
-torch >= 2.6, and foreign pickles still cannot run code."""
+torch >= 2.6 through mmboat's SafeCheckpointRunner, foreign pickles still
+cannot run code, and importing mmboat replaces nothing of MMEngine."""
 import collections
 import pickle
 
@@ -7,10 +8,10 @@ import pytest
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModel
-from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
-import mmboat  # noqa: F401  (registers the checkpoint loader)
+from mmboat.engine import SafeCheckpointRunner
+from mmboat.utils.mmengine_compat import load_local_checkpoint
 
 
 class ToyModel(BaseModel):
@@ -36,7 +37,7 @@ class ToyData(Dataset):
 
 
 def make_runner(work_dir, max_epochs, **kwargs):
-    return Runner(
+    return SafeCheckpointRunner(
         model=ToyModel(),
         work_dir=str(work_dir),
         train_dataloader=dict(
@@ -93,8 +94,35 @@ class Payload:
         return (open, (self.marker, 'w'))
 
 
+def test_import_mmboat_replaces_nothing_of_mmengine():
+    """Stock MMEngine after `import mmboat` (a fresh interpreter): its
+    Runner's load_checkpoint and its local-file checkpoint loader are its
+    own, and timm is not imported."""
+    import subprocess
+    import sys
+    script = (
+        'import mmengine.runner.checkpoint as c\n'
+        'from mmengine.runner import Runner\n'
+        'before = (Runner.load_checkpoint, c.CheckpointLoader._schemes[""])\n'
+        'import mmboat\n'
+        'after = (Runner.load_checkpoint, c.CheckpointLoader._schemes[""])\n'
+        'import sys\n'
+        'assert before == after, (before, after)\n'
+        'assert "timm" not in sys.modules\n'
+        'print("ok")\n')
+    proc = subprocess.run([sys.executable, '-c', script],
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == 'ok', \
+        proc.stderr[-2000:]
+
+
 def test_foreign_pickle_cannot_run_code(tmp_path):
-    from mmengine.runner import load_checkpoint
+
+    def load_checkpoint(model, path):
+        return load_local_checkpoint(path)
+
     marker = tmp_path / 'ran'
     Payload.marker = str(marker)
     evil = tmp_path / 'evil.pth'
@@ -145,7 +173,7 @@ class BoatToyModel(BaseModel):
 
 
 def boat_runner(work_dir, model, load_from, **cfg):
-    return Runner(
+    return SafeCheckpointRunner(
         model=model, work_dir=str(work_dir), load_from=str(load_from), cfg=cfg)
 
 
