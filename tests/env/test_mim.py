@@ -114,7 +114,7 @@ def installed_mmboat(tmp_path_factory):
     root = tmp_path_factory.mktemp('mmboat_install')
     src = root / 'src'
     src.mkdir()
-    for name in ('setup.py', 'MANIFEST.in', 'README.md'):
+    for name in ('setup.py', 'MANIFEST.in', 'README.md', 'model-index.yml'):
         shutil.copy(REPO_ROOT / name, src / name)
     ignore = shutil.ignore_patterns('.mim', '__pycache__', '*.pyc')
     for name in ('requirements', 'mmboat', 'configs', 'tools'):
@@ -145,6 +145,13 @@ def test_installed_package_inherits_its_copy(tmp_path, installed_mmboat):
     base = check(tmp_path, installed_mmboat / 'mmboat', installed_mmboat)
     assert not base.is_symlink()
     assert base.read_text() == (REPO_ROOT / 'configs' / CONFIG).read_text()
+    # mim's model index and the shipped checkpoints come along
+    package = installed_mmboat / 'mmboat'
+    assert (package / '.mim' / 'model-index.yml').is_file()
+    shipped = sorted(
+        p.relative_to(REPO_ROOT / 'mmboat')
+        for p in (REPO_ROOT / 'mmboat' / 'checkpoints').rglob('*.*'))
+    assert shipped and all((package / p).is_file() for p in shipped)
 
 
 def test_checkout_without_install_says_how_to_install(tmp_path):
