@@ -114,11 +114,14 @@ def test_weight_decay_exemptions(built):
     optimizer = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
     decay = cfg.optim_wrapper.optimizer.weight_decay
     assert decay > 0
-    names = {id(p): n for n, p in model.named_parameters()}
+    # trained parameters only (a frozen distillation teacher's get no
+    # update, decayed or not)
+    names = {id(p): n for n, p in model.named_parameters() if p.requires_grad}
     no_decay = {
         names[id(p)]
         for group in optimizer.param_groups
-        for p in group['params'] if group['weight_decay'] == 0
+        for p in group['params']
+        if group['weight_decay'] == 0 and id(p) in names
     }
     assert all(g['weight_decay'] in (0, decay) for g in optimizer.param_groups)
 
@@ -127,7 +130,7 @@ def test_weight_decay_exemptions(built):
         for m_name, m in model.named_modules()
         if isinstance(m, (torch.nn.LayerNorm, torch.nn.GroupNorm,
                           torch.nn.modules.batchnorm._BatchNorm))
-        for p_name, _ in m.named_parameters(recurse=False)
+        for p_name, p in m.named_parameters(recurse=False) if p.requires_grad
     }
     tables = {n for n in names.values() if 'relative_position_bias' in n}
     if TASKS[cfg.default_scope] == 'classification':
