@@ -1,9 +1,5 @@
 import pytest
 
-# Not for new imports: tests import their helpers from tests.helpers. Kept
-# until tests/models/layers (being rewritten) imports it from there.
-from tests.helpers import reference_fixture  # noqa: F401
-
 
 @pytest.fixture
 def one_thread():
@@ -16,8 +12,3 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def pytest_configure(config):
-    config.addinivalue_line(
-        'markers', 'slow: end-to-end runs (deselect with -m "not slow")')

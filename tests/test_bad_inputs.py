@@ -20,7 +20,7 @@ class ToolFailed(Exception):
 # ------------------------------------------------------------- models
 # backbone arguments, tensors into backbones and FSLA. What is accepted is
 # checked in one place for both families,
-# mmboat/models/backbones/validate.py. Legitimate inputs are not refused
+# mmboat/models/validate.py. Legitimate inputs are not refused
 # and have behaviour tests instead: an empty batch (0, 3, H, W) gives
 # empty outputs (tests/models/backbones/test_backbone_contract.py, and
 # (0, N, C) in tests/models/layers/test_feature_space_attention.py), and
