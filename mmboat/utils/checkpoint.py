@@ -453,9 +453,6 @@ def load_backbone_weights(backbone: torch.nn.Module,
             for k, v in state_dict.items()
             if not k.startswith(('head.', 'neck.'))
         }
-    upgrade = getattr(backbone, 'upgrade_state_dict', None)
-    if upgrade is not None:  # keys written by older versions of the model
-        upgrade(state_dict)
     own = backbone.state_dict()
     fit = compare_weights(own, state_dict)
     is_output_norm = re.compile(r'norm\d+\.').match
@@ -502,9 +499,8 @@ def check_model_fits(model: torch.nn.Module,
 
     The names are those of ``ckpt['state_dict']`` (or its top level, as
     MMEngine reads them) after ``revise_keys`` (MMEngine's ``(pattern,
-    replacement)`` pairs) and the backbones' own renames of older keys
-    (:meth:`upgrade_state_dict`). A model without an mmboat backbone is
-    not checked.
+    replacement)`` pairs). A model without an mmboat backbone is not
+    checked.
 
     Raises:
         CheckpointError: the weights do not fit: the missing, unexpected
@@ -522,15 +518,11 @@ def check_model_fits(model: torch.nn.Module,
     if not backbones:
         return
     state_dict = weights_of(ckpt, path)
-    metadata = getattr(state_dict, '_metadata', None) or {}
     for pattern, replacement in revise_keys:
         state_dict = {
             re.sub(pattern, replacement, k): v
             for k, v in state_dict.items()
         }
-    for prefix, backbone in backbones:
-        version = metadata.get(prefix[:-1], {}).get('version')
-        type(backbone).upgrade_state_dict(state_dict, prefix, version)
     fit = compare_weights(model.state_dict(), state_dict)
     if not fit:
         return

@@ -231,29 +231,3 @@ def test_load_from_checks_only_models_with_an_mmboat_backbone(tmp_path):
         tmp_path / 'other.pth')
     runner = make_runner(tmp_path, 1, load_from=str(tmp_path / 'other.pth'))
     runner.load_or_resume()  # MMEngine's warning only, as before
-
-
-def test_load_from_a_version_1_backbone_checkpoint(tmp_path):
-    """Keys of an older version of the backbone (renamed on load) fit."""
-    from mmboat.utils import load_checkpoint_file
-    from tests.helpers import REPO_ROOT
-    legacy = load_checkpoint_file(
-        str(REPO_ROOT / 'tests' / 'assets' / 'boat_cswin_v1.pth'))
-    old = legacy['state_dict']
-    state_dict = collections.OrderedDict(
-        (f'backbone.{k}', v) for k, v in old.items())
-    state_dict._metadata = collections.OrderedDict(
-        (f'backbone.{k}' if k else 'backbone', v)
-        for k, v in old._metadata.items())
-    model = BoatToyModel('cswin', legacy['arch'], out_indices=(0, 1, 2))
-    state_dict.update({
-        f'head.{k}': v
-        for k, v in model.head.state_dict().items()
-    })
-    torch.save(dict(state_dict=state_dict), tmp_path / 'v1.pth')
-    runner = boat_runner(tmp_path, model, tmp_path / 'v1.pth')
-    runner.load_or_resume()
-    key = 'stages.0.blocks.0.ffn.fc1.weight'
-    assert torch.equal(
-        runner.model.backbone.stages[0].blocks[0].ffn.layers[0][0].weight,
-        old[key])

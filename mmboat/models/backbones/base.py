@@ -18,7 +18,6 @@ here, the same way for every family: arch parsing, FSLA options and
 placement, the drop path schedule, the stage loop, output norms, freezing,
 ``init_cfg`` and loading of state dicts written by older versions.
 """
-import re
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -243,11 +242,6 @@ class BaseBOATBackbone(BaseModule):
     official_prefixes: Tuple[str, ...] = ()
     #: the script that converts the official files
     converter: str = ''
-    #: state-dict keys renamed since older versions of the backbone:
-    #: ``(version, pattern, replacement)``, a key (without the module's
-    #: prefix) of a state dict older than ``version`` that matches the
-    #: regular expression ``pattern`` is renamed by ``re.sub``
-    renamed_keys: Tuple[Tuple[int, str, str], ...] = ()
 
     def __init__(self,
                  arch: Union[str, dict],
@@ -406,8 +400,7 @@ class BaseBOATBackbone(BaseModule):
           the backbone must be there except the output norms ``norm{i}``
           (a classification checkpoint only has the last); anything else
           missing, unexpected or of the wrong shape raises a ValueError
-          listing the keys. Keys of older versions are renamed
-          (:meth:`upgrade_state_dict`);
+          listing the keys;
         - any other MMEngine initialiser (``dict(type='Kaiming',
           layer='Linear')``, a list of them...): applied by MMEngine's
           ``initialize`` over the from-scratch initialisation.
@@ -442,29 +435,3 @@ class BaseBOATBackbone(BaseModule):
                 nn.init.zeros_(m.bias)
             elif hasattr(m, 'relative_position_bias_table'):
                 trunc_normal_(m.relative_position_bias_table, std=.02)
-
-    @classmethod
-    def upgrade_state_dict(cls,
-                           state_dict: dict,
-                           prefix: str = '',
-                           version: Optional[int] = None) -> dict:
-        """Rename in place the keys under ``prefix`` written by a version
-        of the backbone older than the current one (:attr:`renamed_keys`;
-        ``version`` None: unknown, every rename applies). Returns
-        ``state_dict``."""
-        for since, pattern, replacement in cls.renamed_keys:
-            if version is not None and version >= since:
-                continue
-            regex = re.compile(pattern)
-            for key in [k for k in state_dict if k.startswith(prefix)]:
-                new = prefix + regex.sub(replacement, key[len(prefix):])
-                if new != key:
-                    state_dict[new] = state_dict.pop(key)
-        return state_dict
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args,
-                              **kwargs):
-        self.upgrade_state_dict(state_dict, prefix,
-                                local_metadata.get('version'))
-        super()._load_from_state_dict(state_dict, prefix, local_metadata,
-                                      *args, **kwargs)

@@ -13,10 +13,6 @@ The published models put FSLA in the even blocks (0, 2, 4, ...) of every
 stage and use an attention scale of 1.0 inside FSLA. The stem and merge are
 in :mod:`mmboat.models.layers.embedding`; the rest is
 :class:`~.base.BaseBOATBackbone`.
-
-State dicts of version 1 (before mmboat used mmcv's ``FFN`` here) name the
-MLP ``ffn.fc1`` / ``ffn.fc2``; they load, renamed to ``ffn.layers.0.0`` /
-``ffn.layers.1`` (:attr:`BOATCSWinTransformer.renamed_keys`).
 """
 from typing import Optional, Sequence, Union
 
@@ -82,12 +78,6 @@ class BOATCSWinTransformer(BaseBOATBackbone):
     default_fsla_cfg = dict(qk_scale=1.0)
     official_prefixes = ('stage1_conv_embed.', 'layers.')
     converter = 'tools/model_converters/boat_cswin_to_mmboat.py'
-    # version 2: the MLP is mmcv's FFN (was timm's Mlp)
-    _version = 2
-    renamed_keys = (
-        (2, r'^(stages\.\d+\.blocks\.\d+\.ffn\.)fc1\.', r'\1layers.0.0.'),
-        (2, r'^(stages\.\d+\.blocks\.\d+\.ffn\.)fc2\.', r'\1layers.1.'),
-    )
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
