@@ -73,7 +73,8 @@ def main(argv=None):
             linestyle='--' if '-nofsla' in name else '-',
             color=colour,
             label=name.split('_')[0])
-    ax.axhline(97, color='grey', linewidth=0.8, linestyle=':')
+    ax.axhline(
+        97, color='grey', linewidth=0.8, linestyle=':', label='target 97%')
     ax.set_xlabel('training step (batch 32)')
     ax.set_ylabel('val top-1 (%), tiny-shapes imagenet/val')
     ax.set_ylim(0, 100)
