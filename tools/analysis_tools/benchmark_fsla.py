@@ -233,9 +233,10 @@ def bench_backbones(args, device):
     import logging
     from argparse import Namespace
 
+    from mmengine.logging import MMLogger
+
     from mmboat.analysis.speed import (baseline_backbone, build, load_config,
                                        measure)
-    from mmengine.logging import MMLogger
 
     (th, tw), tb = parse_size(args.backbone_train_size), args.backbone_batch
     ih, iw = parse_size(args.backbone_test_size)
