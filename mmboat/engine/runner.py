@@ -3,6 +3,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmboat.utils.checkpoint import PARTIAL_LOAD_KEY
 from mmboat.utils.mmengine_compat import load_weights_into
 
 
@@ -35,7 +36,7 @@ class SafeCheckpointRunner(Runner):
             map_location=map_location,
             strict=strict,
             revise_keys=revise_keys,
-            allow_partial=bool(self.cfg.get('allow_partial_load', False)),
+            allow_partial=bool(self.cfg.get(PARTIAL_LOAD_KEY, False)),
             before_load=lambda ckpt: self.call_hook(
                 'after_load_checkpoint', checkpoint=ckpt))
         self._has_loaded = True
