@@ -106,7 +106,6 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
 
     print(f'[quick start] training {cfg.filename} -> {cfg.work_dir}')
-    # the config's runner_type (mmboat's SafeCheckpointRunner)
     runner = RUNNERS.build(cfg)
     runner.train()
     # MMEngine's CheckpointHook names the final checkpoint here

@@ -123,6 +123,11 @@ else
   "${PIP[@]}" -q -r "$REPO/requirements/runtime.txt" -r "$REPO/requirements/tests.txt"
   "${PIP[@]}" -q --no-deps --no-build-isolation -e "$REPO" 2>/dev/null \
     || "${PIP[@]}" -q --no-deps -e "$REPO"
+  # MIM finds a package's folder from its distribution's location, which
+  # for an editable install is site-packages (no mmboat folder there): the
+  # checkout's own mmboat.egg-info lets `PYTHONPATH=$PWD mim search mmboat`
+  # find the repository instead
+  (cd "$REPO" && "$VPY" setup.py -q egg_info >/dev/null 2>&1)
 fi
 
 if [ "$CHANGED" = 1 ]; then

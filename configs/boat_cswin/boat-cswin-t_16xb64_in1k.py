@@ -13,8 +13,8 @@
 _base_ = 'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py'
 custom_imports = dict(imports=['mmboat'], allow_failed_imports=False)
 # checkpoints read with weights_only=True and checked against the model
-# (mmboat.engine.SafeCheckpointRunner)
-runner_type = 'SafeCheckpointRunner'
+# (mmboat.engine.SafeCheckpointHook)
+default_hooks = dict(safe_checkpoint=dict(type='SafeCheckpointHook'))
 
 model = dict(
     backbone=dict(

@@ -7,8 +7,8 @@
 _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
 custom_imports = dict(imports=['mmboat'], allow_failed_imports=False)
 # checkpoints read with weights_only=True and checked against the model
-# (mmboat.engine.SafeCheckpointRunner)
-runner_type = 'SafeCheckpointRunner'
+# (mmboat.engine.SafeCheckpointHook)
+default_hooks = dict(safe_checkpoint=dict(type='SafeCheckpointHook'))
 
 model = dict(
     backbone=dict(

@@ -5,8 +5,8 @@
 _base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'  # noqa
 custom_imports = dict(imports=['mmboat'], allow_failed_imports=False)
 # checkpoints read with weights_only=True and checked against the model
-# (mmboat.engine.SafeCheckpointRunner)
-runner_type = 'SafeCheckpointRunner'
+# (mmboat.engine.SafeCheckpointHook)
+default_hooks = dict(safe_checkpoint=dict(type='SafeCheckpointHook'))
 
 pretrained = 'checkpoints/boat-swin-t_in1k_mmboat.pth'
 model = dict(

@@ -167,11 +167,16 @@ def build_inferencer(config: ConfigLike,
     if weights is not None:
         checkpoint = load_weights_into(
             inferencer.model, weights, allow_partial=allow_partial)
+    config_meta = _config_dataset_meta(cfg, scope)
     dataset_meta = checkpoint.get('meta', {}).get('dataset_meta') or \
-        _config_dataset_meta(cfg, scope)
+        config_meta
     if task == 'det':
         meta = {k.lower(): v for k, v in dataset_meta.items()}
-        meta.setdefault('palette', 'random')
+        # mmdet's priority: the config's palette, then the checkpoint's;
+        # mmdet's visualiser takes colours as tuples
+        palette = config_meta.get('palette') or meta.get('palette')
+        meta['palette'] = [tuple(c) for c in palette] if isinstance(
+            palette, list) else (palette or 'random')
         inferencer.model.dataset_meta = meta
         inferencer.visualizer.dataset_meta = meta
     elif task == 'seg':

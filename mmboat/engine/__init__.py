@@ -1,10 +1,9 @@
 """Training-time additions to MMEngine, registered in its root registries
-(``HOOKS``, ``LOOPS``, ``RUNNERS``) so that mmdet, mmseg and mmpretrain
+(``HOOKS``, ``LOOPS``) so that mmdet, mmseg and mmpretrain
 configs find them once ``mmboat`` is imported (``custom_imports``)."""
-from .hooks import ExactResumeHook
+from .hooks import ExactResumeHook, SafeCheckpointHook
 from .loops import ExactResumeEpochBasedTrainLoop
-from .runner import SafeCheckpointRunner
 
 __all__ = [
-    'ExactResumeHook', 'ExactResumeEpochBasedTrainLoop', 'SafeCheckpointRunner'
+    'ExactResumeHook', 'ExactResumeEpochBasedTrainLoop', 'SafeCheckpointHook'
 ]

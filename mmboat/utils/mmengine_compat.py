@@ -14,11 +14,11 @@ friends) is allowed only on ``HistoryBuffer``'s public methods. Any other
 global still makes the load fail, so a foreign pickle cannot run code; why
 it failed (not a checkpoint, truncated, foreign objects, an official
 release file to convert) is found out without running code from the file.
-:func:`load_weights_into`, the one way mmboat's runner
-(:class:`mmboat.engine.SafeCheckpointRunner`, which configs select with
-``runner_type``) and tools load weights, reads with it and refuses a
-checkpoint that does not fit a model with an mmboat backbone, unless
-partial loading is asked for. Nothing of MMEngine is replaced.
+:func:`load_weights_into`, the one way mmboat's tools load weights, reads
+with it and refuses a checkpoint that does not fit a model with an mmboat
+backbone, unless partial loading is asked for; MMEngine's Runner does the
+same through :class:`mmboat.engine.SafeCheckpointHook`, which configs
+declare. Nothing of MMEngine is replaced.
 
 :func:`register_config_package` lets a config inherit mmboat's configs the
 way it inherits mmdet's, ``_base_ = 'mmboat::boat_swin/x.py'``: from
@@ -108,21 +108,17 @@ def load_weights_into(model: torch.nn.Module,
                       map_location='cpu',
                       strict: bool = False,
                       revise_keys=((r'^module.', ''), ),
-                      allow_partial: bool = False,
-                      before_load=None) -> dict:
+                      allow_partial: bool = False) -> dict:
     """Load a checkpoint's weights into ``model``: the one way mmboat's
-    runner and tools load weights.
+    tools load weights.
 
     The file is read by :func:`read_checkpoint` (no code from it runs); a
     model with an mmboat backbone refuses weights that do not fit
     (:func:`~.checkpoint.check_model_fits`) unless ``allow_partial`` (and
     not ``strict``); then MMEngine loads them (``revise_keys`` as in
-    MMEngine). ``before_load(checkpoint)`` runs after the read (the
-    runner's ``after_load_checkpoint`` hooks). Returns the checkpoint.
+    MMEngine). Returns the checkpoint.
     """
     checkpoint = read_checkpoint(filename, map_location)
-    if before_load is not None:
-        before_load(checkpoint)
     check_model_fits(model, checkpoint, filename, revise_keys, allow_partial
                      and not strict)
     return _load_checkpoint_to_model(

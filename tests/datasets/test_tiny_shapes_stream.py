@@ -10,13 +10,13 @@ import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
+from mmengine.runner import Runner
 from PIL import Image
 from torch.utils.data import DataLoader
 
 import mmboat  # noqa: F401  (registers the stream and the hook)
 from mmboat.datasets import (CLASSES, EpochStreamSampler, TinyShapesStream,
                              make_tiny_datasets)
-from mmboat.engine import SafeCheckpointRunner
 
 
 def fingerprint(img: np.ndarray) -> bytes:
@@ -176,7 +176,7 @@ class MeanModel(BaseModel):
 
 
 def stream_runner(work_dir, seen, kill_at=None, resume=False):
-    return SafeCheckpointRunner(
+    return Runner(
         model=MeanModel(),
         work_dir=str(work_dir),
         experiment_name=f'stream_{uuid.uuid4().hex}',
@@ -196,7 +196,8 @@ def stream_runner(work_dir, seen, kill_at=None, resume=False):
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
         default_hooks=dict(
             checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=3),
-            logger=dict(type='LoggerHook', interval=100)),
+            logger=dict(type='LoggerHook', interval=100),
+            safe_checkpoint=dict(type='SafeCheckpointHook')),
         custom_hooks=[
             dict(type='ExactResumeHook'),
             RecordAndKill(seen, kill_at)

@@ -28,11 +28,11 @@ from mmengine.config import Config
 from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
+from mmengine.runner import Runner
 from torch import nn
 from torch.utils.data import Dataset
 
 from mmboat.datasets import make_tiny_datasets
-from mmboat.engine import SafeCheckpointRunner
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CLS = REPO / 'configs' / 'tiny' / 'boat-swin-nano_tiny-shapes.py'
@@ -152,7 +152,7 @@ def toy_runner(work_dir,
     hooks = ([dict(type='ExactResumeHook')] if hook else []) + \
         ([KillAt(kill_at)] if kill_at else [])
     torch.manual_seed(0)  # the model is built before the runner seeds
-    return SafeCheckpointRunner(
+    return Runner(
         model=ToyModel(),
         work_dir=str(work_dir),
         experiment_name=f'toy_{uuid.uuid4().hex}',
@@ -171,7 +171,8 @@ def toy_runner(work_dir,
             type='MultiStepLR', milestones=[1, 2], by_epoch=loop == 'epoch'),
         default_hooks=dict(
             checkpoint=dict(type='CheckpointHook', **ckpt),
-            logger=dict(type='LoggerHook', interval=100)),
+            logger=dict(type='LoggerHook', interval=100),
+            safe_checkpoint=dict(type='SafeCheckpointHook')),
         custom_hooks=hooks,
         randomness=dict(seed=0),
         resume=resume)

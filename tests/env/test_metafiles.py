@@ -161,8 +161,9 @@ def run_mim(*args):
     """``mim search mmboat ARGS`` with the venv's ``mim``. MIM 0.3.9 finds
     a package's folder from its distribution's location; for an editable
     install that is ``site-packages``, which has no ``mmboat`` folder, so the
-    repository goes first on the path: the distribution found is then the
-    checkout's ``mmboat.egg-info`` and the folder ``mmboat/``."""
+    repository goes first on the path, as the config READMEs say: the
+    distribution found is then the checkout's ``mmboat.egg-info`` (written
+    by ``tools/setup_env.sh``) and the folder ``mmboat/``."""
     env = dict(os.environ, OMP_NUM_THREADS='1')
     env['PYTHONPATH'] = os.pathsep.join(
         p for p in (str(REPO_ROOT), os.environ.get('PYTHONPATH')) if p)

@@ -1,6 +1,7 @@
 """MMEngine Runner checkpoints load back (load_from and resume) on
-torch >= 2.6 through mmboat's SafeCheckpointRunner, foreign pickles still
-cannot run code, and importing mmboat replaces nothing of MMEngine."""
+torch >= 2.6 through mmboat's SafeCheckpointHook, weights that do not fit
+are refused, foreign pickles still cannot run code, and importing mmboat
+replaces nothing of MMEngine."""
 import collections
 import pickle
 
@@ -8,9 +9,9 @@ import pytest
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModel
+from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
-from mmboat.engine import SafeCheckpointRunner
 from mmboat.utils.mmengine_compat import load_local_checkpoint
 
 
@@ -36,8 +37,22 @@ class ToyData(Dataset):
         return dict(x=torch.full((2, ), float(i)), y=torch.ones(1))
 
 
+SAFE = dict(safe_checkpoint=dict(type='SafeCheckpointHook'))
+
+
+def load(runner):
+    """What ``Runner.train / val / test`` do before their loop: the
+    ``before_run`` hooks, then ``load_or_resume``."""
+    runner.call_hook('before_run')
+    runner.load_or_resume()
+    runner.call_hook('before_test')
+
+
 def make_runner(work_dir, max_epochs, **kwargs):
-    return SafeCheckpointRunner(
+    """A toy runner; ``load_from`` / ``resume`` also go into its config, as
+    ``Runner.from_cfg`` puts them."""
+    cfg = {k: kwargs[k] for k in ('load_from', 'resume') if k in kwargs}
+    return Runner(
         model=ToyModel(),
         work_dir=str(work_dir),
         train_dataloader=dict(
@@ -47,7 +62,8 @@ def make_runner(work_dir, max_epochs, **kwargs):
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
         param_scheduler=dict(type='MultiStepLR', milestones=[1]),
         train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
-        default_hooks=dict(logger=dict(type='LoggerHook', interval=1)),
+        default_hooks=dict(logger=dict(type='LoggerHook', interval=1), **SAFE),
+        cfg=cfg,
         **kwargs)
 
 
@@ -71,15 +87,26 @@ def test_mmengine_checkpoints_hold_non_tensor_objects(trained):
 def test_load_from(trained, tmp_path):
     ckpt, weights = trained
     runner = make_runner(tmp_path, 2, load_from=str(ckpt))
-    runner.load_or_resume()
+    load(runner)
     for k, v in runner.model.state_dict().items():
         torch.testing.assert_close(v, weights[k])
+
+
+def test_allowlist_is_open_only_while_loading(trained, tmp_path):
+    """The hook leaves torch's allowlist as it found it once the checkpoint
+    is loaded; a plain torch.load still refuses MMEngine's objects."""
+    ckpt, _ = trained
+    before = torch.serialization.get_safe_globals()
+    load(make_runner(tmp_path, 2, load_from=str(ckpt)))
+    assert torch.serialization.get_safe_globals() == before
+    with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
+        torch.load(ckpt, weights_only=True)
 
 
 def test_resume(trained, tmp_path):
     ckpt, weights = trained
     runner = make_runner(tmp_path, 3, load_from=str(ckpt), resume=True)
-    runner.load_or_resume()
+    load(runner)
     assert runner.epoch == 2 and runner.iter == 4
     lr = runner.optim_wrapper.get_lr()['lr'][0]
     assert lr == pytest.approx(0.001)  # MultiStepLR stepped at epoch 1
@@ -173,8 +200,12 @@ class BoatToyModel(BaseModel):
 
 
 def boat_runner(work_dir, model, load_from, **cfg):
-    return SafeCheckpointRunner(
-        model=model, work_dir=str(work_dir), load_from=str(load_from), cfg=cfg)
+    return Runner(
+        model=model,
+        work_dir=str(work_dir),
+        load_from=str(load_from),
+        default_hooks=SAFE,
+        cfg=dict(cfg, load_from=str(load_from)))
 
 
 def save_weights(path, model):
@@ -189,7 +220,7 @@ def test_load_from_refuses_weights_of_the_other_family(tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     runner = boat_runner(tmp_path, model, ckpt)
     with pytest.raises(CheckpointError) as error:
-        runner.load_or_resume()
+        load(runner)
     message = str(error.value)
     assert f'checkpoint {ckpt} does not fit the model (BoatToyModel with a '\
         'BOATSwinTransformer backbone)' in message
@@ -216,7 +247,7 @@ def test_allow_partial_load(tmp_path):
     runner = boat_runner(
         tmp_path, model, tmp_path / 'headless.pth', allow_partial_load=True)
     with mock.patch('mmengine.logging.print_log') as log:
-        runner.load_or_resume()
+        load(runner)
     for k, v in weights.items():
         assert torch.equal(runner.model.state_dict()[k], v), k
     assert torch.equal(runner.model.head.weight, head)
@@ -230,4 +261,4 @@ def test_load_from_checks_only_models_with_an_mmboat_backbone(tmp_path):
         dict(state_dict={'other.weight': torch.zeros(1)}),
         tmp_path / 'other.pth')
     runner = make_runner(tmp_path, 1, load_from=str(tmp_path / 'other.pth'))
-    runner.load_or_resume()  # MMEngine's warning only, as before
+    load(runner)  # MMEngine's warning only, as before

@@ -1,3 +1,6 @@
 from .exact_resume_hook import ExactResumeHook, get_rng_state, set_rng_state
+from .safe_checkpoint_hook import SafeCheckpointHook
 
-__all__ = ['ExactResumeHook', 'get_rng_state', 'set_rng_state']
+__all__ = [
+    'ExactResumeHook', 'SafeCheckpointHook', 'get_rng_state', 'set_rng_state'
+]
