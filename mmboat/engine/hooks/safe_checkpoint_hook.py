@@ -9,8 +9,8 @@ from ``before_run`` until the loop starts, torch's own allowlist
 (``torch.serialization.safe_globals``) for exactly those objects: MMEngine's
 read then succeeds and a foreign pickle still runs no code. Before that,
 ``load_from`` is read once by
-:func:`~mmboat.utils.mmengine_compat.read_checkpoint` (a clear error for a missing file, a non-checkpoint, an official release
-file to convert) and checked against the model
+:func:`~mmboat.utils.mmengine_compat.read_checkpoint` (a clear error for
+a missing file, a non-checkpoint, an official release file to convert) and checked against the model
 (:func:`~mmboat.utils.checkpoint.check_model_fits`) unless the config sets
 ``allow_partial_load``.
 
