@@ -8,11 +8,10 @@ resuming fails (open-mmlab/mmengine#1655). :class:`SafeCheckpointHook` opens,
 from ``before_run`` until the loop starts, torch's own allowlist
 (``torch.serialization.safe_globals``) for exactly those objects: MMEngine's
 read then succeeds and a foreign pickle still runs no code. Before that,
-``load_from`` is read once by
-:func:`~mmboat.utils.mmengine_compat.read_checkpoint` (a clear error for
-a missing file, a non-checkpoint, an official release file to convert) and checked against the model
-(:func:`~mmboat.utils.checkpoint.check_model_fits`) unless the config sets
-``allow_partial_load``.
+``load_from`` is read once by :func:`read_checkpoint` (a clear error for a
+missing file, a non-checkpoint, an official release file to convert) and
+checked against the model (:func:`check_model_fits`) unless the config
+sets ``allow_partial_load``.
 
 It is a hook, not a runner, so that it also acts under the tools that build
 ``Runner.from_cfg`` whatever the config's ``runner_type`` (mmseg's
