@@ -25,7 +25,7 @@ from mmengine.registry import RUNNERS
 
 import mmboat  # noqa: F401  (registers the mmboat modules)
 from mmboat.apis.compare import draw_ground_truth_and_prediction
-from mmboat.datasets import make_tiny_datasets
+from mmboat.datasets import is_complete, make_tiny_datasets
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DESCRIPTION = ('Train, evaluate and draw a tiny BOAT model on the embedded '
@@ -36,11 +36,6 @@ CONFIGS = dict(
     det='mask-rcnn_boat-{}-nano_fpn_tiny-shapes.py',
     seg='upernet_boat-{}-nano_tiny-shapes.py',
     cls='boat-{}-nano_tiny-shapes.py')
-# a file each dataset has once it is written (under --data-root)
-DATA_FILES = dict(
-    det='coco/annotations/instances_val.json',
-    seg='ade/images/validation/000000.jpg',
-    cls='imagenet/val/star/000002.png')
 #: the picture: test image 0, enlarged, detections scoring at least this
 PICTURE_SCALE, SCORE_THR = 4, 0.5
 
@@ -97,7 +92,8 @@ def tiny_config(task: str, backbone: str, data_root: str,
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
-    if not osp.exists(osp.join(args.data_root, DATA_FILES[args.task])):
+    if not is_complete(args.data_root, args.task):
+        # missing, or left half-written by an interrupted run
         print(f'[quick start] writing the tiny-shapes {args.task} data to '
               f'{args.data_root}')
         make_tiny_datasets(args.data_root, tasks=[args.task])

@@ -271,6 +271,98 @@ WRITERS = dict(
     det=('coco', _write_coco, ('train', 'val')),
     seg=('ade', _write_ade, ('training', 'validation')),
     cls=('imagenet', _write_imagenet, ('train', 'val')))
+#: written into each dataset folder: what the generator wrote there, so
+#: that it rewrites only its own folders and removes its own old files
+MANIFEST = 'tiny_shapes_manifest.json'
+
+
+def _written_files(task: str, sizes: dict) -> List[str]:
+    """The files the writer of ``task`` writes for ``sizes`` (paths relative
+    to its dataset folder)."""
+    files = []
+    for split, key in zip(WRITERS[task][2], ('train', 'val')):
+        num = sizes[key][0]
+        if task == 'det':
+            files.append(f'annotations/instances_{split}.json')
+            files += [f'images/{split}/{i:06d}.jpg' for i in range(num)]
+        elif task == 'seg':
+            files += [f'images/{split}/{i:06d}.jpg' for i in range(num)]
+            files += [f'annotations/{split}/{i:06d}.png' for i in range(num)]
+        else:
+            files += [
+                f'{split}/{CLASSES[i % len(CLASSES)]}/{i:06d}.png'
+                for i in range(num)
+            ]
+    return files
+
+
+def read_manifest(root: str):
+    """The manifest of a dataset folder the generator wrote, else ``None``.
+    ``complete`` is false while (or if interrupted while) it writes."""
+    try:
+        with open(osp.join(root, MANIFEST)) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and \
+        manifest.get('generator') == 'mmboat tiny-shapes' else None
+
+
+def is_complete(out_dir: str, task: str) -> bool:
+    """Whether ``out_dir`` holds the whole ``task`` dataset, as written by
+    :func:`make_tiny_datasets` (not an interrupted run's part)."""
+    manifest = read_manifest(osp.join(out_dir, WRITERS[task][0]))
+    return bool(manifest and manifest.get('complete'))
+
+
+def _check_writable(root: str) -> None:
+    """``root`` must be missing, empty or the generator's own folder."""
+    if osp.exists(root) and not osp.isdir(root):
+        raise NotADirectoryError(
+            f'{root} is a file: tiny-shapes writes a dataset folder there; '
+            'choose another output folder')
+    if osp.isdir(root) and os.listdir(root) and read_manifest(root) is None:
+        raise FileExistsError(
+            f'{root} already holds files that tiny-shapes did not write (it '
+            f'has no {MANIFEST}); they are left untouched. Choose another '
+            'output folder (--out-dir / --data-root), or move them away')
+
+
+def _remove_old_files(root: str) -> None:
+    """Remove what the generator wrote into ``root`` before (its manifest
+    lists the sizes), and the folders that this leaves empty."""
+    manifest = read_manifest(root)
+    if manifest is None:
+        return
+    folders = set()
+    for rel in _written_files(manifest['task'], manifest['sizes']):
+        path = osp.join(root, rel)
+        if osp.isfile(path):
+            os.remove(path)
+        folders.add(osp.dirname(path))
+    for folder in sorted(folders, key=len, reverse=True):
+        while folder != root and osp.isdir(folder) and \
+                not os.listdir(folder):
+            os.rmdir(folder)
+            folder = osp.dirname(folder)
+    os.remove(osp.join(root, MANIFEST))
+
+
+def _write_manifest(root: str, task: str, seed: int, sizes: dict,
+                    complete: bool) -> None:
+    with open(osp.join(root, MANIFEST), 'w') as f:
+        json.dump(
+            dict(
+                generator='mmboat tiny-shapes',
+                task=task,
+                seed=seed,
+                sizes={
+                    k: list(v)
+                    for k, v in sizes.items()
+                },
+                complete=complete),
+            f,
+            indent=1)
 
 
 def make_tiny_datasets(out_dir: str = 'data/tiny_shapes',
@@ -279,9 +371,15 @@ def make_tiny_datasets(out_dir: str = 'data/tiny_shapes',
                        sizes: Dict[str, dict] = None) -> Dict[str, str]:
     """Write the tiny-shapes datasets under ``out_dir``.
 
+    Each dataset folder (``out_dir/coco``, ``ade``, ``imagenet``) must be
+    missing, empty, or one the generator wrote (it holds
+    :data:`MANIFEST`); the files of the earlier run are removed first, so no
+    stale image stays. A user's folder is never written into.
+
     Args:
         out_dir (str): destination folder. Default: 'data/tiny_shapes'.
-        seed (int): the same seed writes the same files. Default: 0.
+        seed (int): a non-negative integer; the same seed writes the same
+            files. Default: 0.
         tasks (Sequence[str]): any of 'det' (COCO), 'seg' (ADE20K),
             'cls' (ImageNet). Default: all three.
         sizes (dict, optional): per task and split (``train`` / ``val``),
@@ -290,20 +388,36 @@ def make_tiny_datasets(out_dir: str = 'data/tiny_shapes',
 
     Returns:
         dict: task -> the folder of its dataset.
+
+    Raises:
+        ValueError: unknown task, negative seed.
+        NotADirectoryError, FileExistsError: ``out_dir`` or a dataset
+            folder is a file, or holds files the generator did not write.
     """
     unknown = sorted(set(tasks) - set(WRITERS))
     if unknown:
         raise ValueError(f'unknown tasks {unknown}: use any of '
                          f'{sorted(WRITERS)}')
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \
+            or seed < 0:
+        raise ValueError(f'seed must be a non-negative integer, got {seed!r}')
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
-    written = {}
-    for task in tasks:
-        folder, writer, splits = WRITERS[task]
-        root = osp.join(out_dir, folder)
+    if osp.exists(out_dir) and not osp.isdir(out_dir):
+        raise NotADirectoryError(
+            f'{out_dir} is a file, not a folder: choose another output '
+            'folder for the tiny-shapes datasets')
+    roots = {task: osp.join(out_dir, WRITERS[task][0]) for task in tasks}
+    for root in roots.values():  # all checked before anything is written
+        _check_writable(root)
+    for task, root in roots.items():
+        _, writer, splits = WRITERS[task]
+        _remove_old_files(root)
+        os.makedirs(root, exist_ok=True)
+        _write_manifest(root, task, seed, sizes[task], complete=False)
         for k, (split, key) in enumerate(zip(splits, ('train', 'val'))):
             num, side = sizes[task][key]
             # one independent stream per (task, split)
             rng = np.random.default_rng([seed, sorted(WRITERS).index(task), k])
             writer(root, split, rng, num, side)
-        written[task] = root
-    return written
+        _write_manifest(root, task, seed, sizes[task], complete=True)
+    return roots

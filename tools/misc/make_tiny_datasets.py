@@ -10,6 +10,13 @@ import time
 from mmboat.datasets import make_tiny_datasets
 
 
+def non_negative_int(text):
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not a non-negative integer')
+    return int(text)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
@@ -18,7 +25,7 @@ def parse_args(argv=None):
         help='destination folder (default: %(default)s)')
     parser.add_argument(
         '--seed',
-        type=int,
+        type=non_negative_int,
         default=0,
         help='the same seed writes the same files')
     parser.add_argument(
@@ -27,13 +34,16 @@ def parse_args(argv=None):
         default=['det', 'seg', 'cls'],
         choices=['det', 'seg', 'cls'],
         help='det: COCO, seg: ADE20K, cls: ImageNet')
-    return parser.parse_args(argv)
+    return parser, parser.parse_args(argv)
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    parser, args = parse_args(argv)
     start = time.perf_counter()
-    written = make_tiny_datasets(args.out_dir, args.seed, args.tasks)
+    try:
+        written = make_tiny_datasets(args.out_dir, args.seed, args.tasks)
+    except (ValueError, OSError) as e:
+        parser.error(str(e))  # exit status 2, no traceback
     for task, root in written.items():
         print(f'{task}: {root}')
     print(f'done in {time.perf_counter() - start:.1f} s')
