@@ -113,6 +113,45 @@ def _check_weights(weights: Optional[PathLike]) -> Optional[str]:
     return weights
 
 
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, naming what it has."""
+    import torch
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f'device {device!r} is not a device name: use '
+                         "'cpu', 'cuda' or 'cuda:N'") from e
+    if dev.type == 'cuda':
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f'device {device!r}: this machine has no usable '
+                             'CUDA GPU; use --device cpu')
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f'device {device!r}: this machine has {count} '
+                             f'CUDA GPU(s), cuda:0 to cuda:{count - 1}')
+
+
+def readable_images(images: Sequence[str]) -> List[str]:
+    """The images that decode; each other one is skipped with a warning.
+
+    Raises:
+        ValueError: none of them decodes.
+    """
+    import cv2
+    good = []
+    for image in images:
+        if cv2.imread(image, cv2.IMREAD_UNCHANGED) is None:
+            warnings.warn(f'skipping {image}: it is not an image that '
+                          'OpenCV can decode (damaged or another format)')
+        else:
+            good.append(image)
+    if not good:
+        raise ValueError('none of the inputs is a readable image: ' +
+                         ', '.join(images[:5]) +
+                         (', ...' if len(images) > 5 else ''))
+    return good
+
+
 def _config_dataset_meta(cfg: Config, scope: str) -> dict:
     """Metainfo of the config's test dataset (not loaded: lazy init)."""
     dataset_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
@@ -144,6 +183,7 @@ def build_inferencer(config: ConfigLike,
     cfg = load_config(config)
     task = task_of(cfg)
     weights = _check_weights(weights)
+    check_device(device)
     scope = cfg.default_scope
     # mmpretrain's inferencer builds its pipeline in the current scope
     init_default_scope(scope)
@@ -235,9 +275,12 @@ def visualize(inputs: Union[PathLike, Sequence[PathLike]],
         the label map (H x W array), classification a dict of ``pred_label``,
         ``pred_score``, ``pred_scores`` (and ``pred_class``).
     """
-    images = list_images(inputs)
-    if topk < 1:
-        raise ValueError(f'topk must be at least 1, got {topk}')
+    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+        raise ValueError(f'topk must be an integer >= 1, got {topk!r}')
+    if osp.exists(str(out_dir)) and not osp.isdir(str(out_dir)):
+        raise ValueError(f'out_dir {out_dir} is a file: the pictures go to '
+                         'a folder; give another path')
+    images = readable_images(list_images(inputs))
     is_config = isinstance(model, (str, os.PathLike, Config))
     if is_config:
         model = load_config(model)

@@ -104,10 +104,37 @@ def test_demo_folder(image, tmp_path):
     ('config', 'config file .*nope.py does not exist'),
     ('scope', 'default_scope'),
     ('weights', 'checkpoint .*nope.pth does not exist'),
+    ('same-name', 'would both be drawn'),
+    ('out-dir-file', 'out_dir .* is a file'),
+    ('device', "device 'cuda:7'"),
+    ('unreadable', 'none of the inputs is a readable image'),
+    ('other-family', 'does not fit the model'),
 ])
 def test_demo_errors(demo_main, case, message, image, tmp_path):
     inputs, config, extra = image, CONFIGS['cls'], []
-    if case == 'image':
+    out = tmp_path / 'out'
+    if case == 'same-name':
+        inputs = tmp_path / 'both'
+        inputs.mkdir()
+        (inputs / 'scene.jpg').write_bytes(image.read_bytes())
+        (inputs / 'scene.png').write_bytes(image.read_bytes())
+    elif case == 'out-dir-file':
+        out = tmp_path / 'out.txt'
+        out.write_text('x')
+    elif case == 'device':
+        extra = ['--device', 'cuda:7']
+    elif case == 'unreadable':
+        inputs = tmp_path / 'broken.jpg'
+        inputs.write_bytes(b'not a jpeg')
+    elif case == 'other-family':
+        import torch
+
+        from mmboat.apis import build_inferencer
+        cswin = build_inferencer(TINY / 'boat-cswin-nano_tiny-shapes.py')
+        torch.save(
+            dict(state_dict=cswin.model.state_dict()), tmp_path / 'cswin.pth')
+        extra = ['--weights', tmp_path / 'cswin.pth']
+    elif case == 'image':
         inputs = tmp_path / 'nope.jpg'
     elif case == 'folder':
         inputs = tmp_path / 'empty'
@@ -120,7 +147,44 @@ def test_demo_errors(demo_main, case, message, image, tmp_path):
     else:
         extra = ['--weights', tmp_path / 'nope.pth']
     with pytest.raises(SystemExit) as e:
-        demo_main(inputs, config, '--out-dir', tmp_path / 'out', *extra)
+        demo_main(inputs, config, '--out-dir', out, *extra)
     assert e.value.code.startswith('error: ')
     assert re.search(message, e.value.code)
     assert not (tmp_path / 'out').exists()
+
+
+def test_demo_topk_is_checked_by_the_command_line(demo_main, image, capsys):
+    with pytest.raises(SystemExit) as e:
+        demo_main(image, CONFIGS['cls'], '--topk', '0')
+    assert e.value.code == 2
+    assert "argument --topk: '0' is not an integer >= 1" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_skips_an_unreadable_image_of_a_folder(demo_main, image, tmp_path,
+                                                    capsys):
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    (folder / 'a.jpg').write_bytes(image.read_bytes())
+    (folder / 'b.jpg').write_bytes(b'truncated')
+    with pytest.warns(UserWarning, match='skipping .*b.jpg'):
+        demo_main(folder, CONFIGS['cls'], '--out-dir', tmp_path / 'out')
+    assert [p.name for p in (tmp_path / 'out' / 'vis').iterdir()] == ['a.png']
+
+
+@pytest.mark.slow
+def test_demo_allow_partial(demo_main, image, tmp_path, capsys):
+    """--allow-partial loads what fits (the backbone of a classifier
+    checkpoint into the detector) and warns about the rest."""
+    import torch
+
+    from mmboat.apis import build_inferencer
+    cls = build_inferencer(CONFIGS['cls']).model.state_dict()
+    torch.save(dict(state_dict=cls), tmp_path / 'cls.pth')
+    with pytest.raises(SystemExit, match='does not fit'):
+        demo_main(image, CONFIGS['det'], '--weights', tmp_path / 'cls.pth',
+                  '--out-dir', tmp_path / 'out')
+    demo_main(image, CONFIGS['det'], '--weights', tmp_path / 'cls.pth',
+              '--out-dir', tmp_path / 'out', '--allow-partial')
+    assert (tmp_path / 'out' / 'vis' / 'scene.jpg').is_file()

@@ -17,6 +17,16 @@ import sys
 import numpy as np
 
 
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{text!r} is not an integer >= 1')
+    return value
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Draw the predictions of a config on images')
@@ -40,8 +50,13 @@ def parse_args(argv=None):
         help='detection: draw boxes scoring at least this '
         '(default: %(default)s)')
     parser.add_argument(
+        '--allow-partial',
+        action='store_true',
+        help='load the weights that fit the model and warn about the '
+        'others, instead of refusing a checkpoint that does not fit')
+    parser.add_argument(
         '--topk',
-        type=int,
+        type=positive_int,
         default=5,
         help='classification: draw this many best classes '
         '(default: %(default)s)')
@@ -82,17 +97,19 @@ def main(argv=None):
     # imported here so that --help answers without loading the model stack
     from mmboat.apis import (build_inferencer, class_names, list_images,
                              task_of, visualize)
+    from mmboat.utils import CheckpointError
     try:
         images = list_images(args.inputs)
-        inferencer = build_inferencer(args.config, args.weights, args.device)
-    except (FileNotFoundError, ValueError) as e:
+        inferencer = build_inferencer(args.config, args.weights, args.device,
+                                      args.allow_partial)
+        paths, predictions = visualize(
+            images,
+            inferencer,
+            out_dir=args.out_dir,
+            score_thr=args.score_thr,
+            topk=args.topk)
+    except (FileNotFoundError, ValueError, CheckpointError) as e:
         sys.exit(f'error: {e}')
-    paths, predictions = visualize(
-        images,
-        inferencer,
-        out_dir=args.out_dir,
-        score_thr=args.score_thr,
-        topk=args.topk)
 
     task, classes = task_of(inferencer), class_names(inferencer)
     print(f'wrote {len(paths)} picture(s):')
