@@ -39,6 +39,44 @@ HWShape = Tuple[int, int]
 INPUT_HW_KEY = 'mmboat.input_hw'
 DEFAULT_OPSET = 18
 
+#: the opsets mmboat's export writes: torch's exporter builds opset 18
+#: graphs and converts them to a newer opset; older ones it cannot reach
+#: (it would silently write 18). The newest is what the installed onnx and
+#: onnxruntime handle (measured: tools/deployment/export_onnx.py)
+MIN_OPSET = 18
+
+
+def supported_opsets() -> range:
+    """The opsets :func:`export_onnx` can write with the installed onnx."""
+    import onnx
+    return range(MIN_OPSET, onnx.defs.onnx_opset_version() + 1)
+
+
+def check_opset(opset: int) -> None:
+    """Refuse an opset :func:`export_onnx` cannot write, before any work."""
+    opsets = supported_opsets()
+    if isinstance(opset, bool) or not isinstance(opset, int) or \
+            opset not in opsets:
+        raise ValueError(
+            f'opset {opset!r} is not supported: torch\'s ONNX exporter '
+            f'writes opsets {opsets.start} to {opsets.stop - 1} (with the '
+            f'installed onnx); the default is {DEFAULT_OPSET}')
+
+
+def check_onnx_path(path: Union[str, os.PathLike]) -> str:
+    """``path`` must name a file (in a folder that exists or can be
+    made), not a folder."""
+    path = str(path)
+    if osp.isdir(path) or path.endswith(os.sep):
+        raise ValueError(f'{path} is a folder: give the path of the .onnx '
+                         'file to write')
+    folder = osp.dirname(osp.abspath(path))
+    while not osp.exists(folder):
+        folder = osp.dirname(folder)
+    if not osp.isdir(folder):
+        raise ValueError(f'cannot write {path}: {folder} is a file')
+    return path
+
 
 class OnnxSizeError(ValueError):
     """An input of another H x W than the one the model was exported at."""
@@ -146,30 +184,51 @@ def export_onnx(module: nn.Module,
     (:func:`export_program`). ``metadata`` goes to the model's
     ``metadata_props``; an input of 4 dims records its H x W under
     :data:`INPUT_HW_KEY` too. Returns the path.
+
+    ``opset`` and ``path`` are checked first (:func:`check_opset`,
+    :func:`check_onnx_path`). The file is written next to ``path`` and
+    moved there only once complete and at the asked opset: a failure
+    leaves no file, and an existing file at ``path`` stays as it was.
     """
     import onnx
-    path = str(path)
-    program = export_program(module, example)
+    check_opset(opset)
+    path = check_onnx_path(path)
     if osp.dirname(path):
         os.makedirs(osp.dirname(path), exist_ok=True)
-    torch.onnx.export(
-        program, (),
-        path,
-        dynamo=True,
-        opset_version=opset,
-        input_names=list(input_names),
-        output_names=None if output_names is None else list(output_names),
-        custom_translation_table=onnx_translations(),
-        external_data=False,
-        verbose=False)
-    metadata = dict(metadata or {})
-    if example[0].dim() == 4:
-        metadata.setdefault(INPUT_HW_KEY,
-                            ','.join(str(s) for s in example[0].shape[-2:]))
-    model = onnx.load(path)
-    for key, value in metadata.items():
-        model.metadata_props.add(key=key, value=str(value))
-    onnx.save(model, path)
+    partial = f'{path}.partial'
+    try:
+        program = export_program(module, example)
+        torch.onnx.export(
+            program, (),
+            partial,
+            dynamo=True,
+            opset_version=opset,
+            input_names=list(input_names),
+            output_names=None if output_names is None else list(output_names),
+            custom_translation_table=onnx_translations(),
+            external_data=False,
+            verbose=False)
+        model = onnx.load(partial)
+        written = {
+            o.version
+            for o in model.opset_import if o.domain in ('', 'ai.onnx')
+        }
+        if written != {opset}:
+            raise RuntimeError(
+                f'torch\'s ONNX exporter wrote opset {sorted(written)} '
+                f'instead of {opset} (its conversion failed: see the log '
+                f'above); try opset {DEFAULT_OPSET}')
+        metadata = dict(metadata or {})
+        if example[0].dim() == 4:
+            metadata.setdefault(
+                INPUT_HW_KEY, ','.join(str(s) for s in example[0].shape[-2:]))
+        for key, value in metadata.items():
+            model.metadata_props.add(key=key, value=str(value))
+        onnx.save(model, partial)
+        os.replace(partial, path)
+    finally:
+        if osp.exists(partial):
+            os.remove(partial)
     return path
 
 
@@ -262,7 +321,8 @@ def config_backbone_and_input(
         checkpoint: Optional[str] = None,
         image: Optional[str] = None,
         input_hw: Optional[HWShape] = None,
-        whole_model: bool = False) -> Tuple[nn.Module, torch.Tensor]:
+        whole_model: bool = False,
+        allow_partial: bool = False) -> Tuple[nn.Module, torch.Tensor]:
     """The BOAT backbone of an mmdet / mmseg / mmpretrain config and one
     image as that backbone sees it.
 
@@ -275,7 +335,9 @@ def config_backbone_and_input(
     (bilinear).
 
     ``whole_model``: return the whole segmentor or classifier instead of
-    its backbone (a detector is refused: export its backbone).
+    its backbone (a detector is refused: export its backbone); its
+    checkpoint is loaded by :func:`mmboat.apis.build_inferencer`, with
+    ``allow_partial``.
 
     Returns:
         The backbone or model (eval mode) and a (1, 3, H, W) float32
@@ -290,7 +352,7 @@ def config_backbone_and_input(
     # a whole model loads all its weights (a training checkpoint) through
     # the library's inferencer; a backbone only its own (below)
     inferencer = build_inferencer(config, checkpoint if whole_model else None,
-                                  'cpu')
+                                  'cpu', allow_partial)
     net = inferencer.model
     backbone = getattr(net, 'backbone', None)
     if not isinstance(backbone, BaseBOATBackbone):

@@ -220,3 +220,44 @@ def test_export_onnx_tool_refuses_a_whole_detector(capsys):
                 'configs/tiny/mask-rcnn_boat-swin-nano_fpn_tiny-shapes.py'),
             '--shape', '64', '64', '--whole-model'
         ])
+
+
+@pytest.mark.parametrize('case,message', [
+    ('opset-7', 'opset 7 is not supported: .* writes opsets 18 to'),
+    ('opset-99', 'opset 99 is not supported'),
+    ('out-folder', 'is a folder: give the path of the .onnx file'),
+])
+def test_export_onnx_tool_checks_before_any_work(tmp_path, case, message):
+    """Refused before the config is even read (a missing config would be
+    named otherwise); nothing is written."""
+    main = load_tool(REPO_ROOT / 'tools' / 'deployment' /
+                     'export_onnx.py').main
+    out = tmp_path / 'x.onnx'
+    extra = ['--out', str(out)]
+    if case.startswith('opset'):
+        extra += ['--opset', case.split('-')[1]]
+    else:
+        out.mkdir()
+    with pytest.raises(SystemExit, match=message):
+        main([str(tmp_path / 'no-config.py'), '--shape', '8', '8', *extra])
+    assert [p.name for p in tmp_path.iterdir()] == \
+        (['x.onnx'] if case == 'out-folder' else [])
+
+
+def test_a_failed_export_leaves_no_file(tmp_path, monkeypatch):
+    """A late failure (here: the exporter dies after writing part of the
+    file) leaves neither a file nor its partial; an older file at the path
+    stays."""
+    out = tmp_path / 'model.onnx'
+    out.write_bytes(b'an older export')
+
+    def dies(program, args, path, **kwargs):
+        with open(path, 'wb') as f:
+            f.write(b'half a model')
+        raise RuntimeError('exporter died')
+
+    monkeypatch.setattr(torch.onnx, 'export', dies)
+    with pytest.raises(RuntimeError, match='exporter died'):
+        export_onnx(nn.Conv2d(3, 4, 3), (torch.randn(1, 3, 8, 8), ), out)
+    assert [p.name for p in tmp_path.iterdir()] == ['model.onnx']
+    assert out.read_bytes() == b'an older export'

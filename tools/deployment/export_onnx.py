@@ -37,7 +37,16 @@ def parse_args(argv=None):
         '--out',
         help='ONNX file (default: work_dirs/onnx/<config>_<H>x<W>.onnx)')
     parser.add_argument(
-        '--opset', type=int, default=18, help='ONNX opset (default: 18)')
+        '--opset',
+        type=int,
+        default=18,
+        help='ONNX opset, 18 or newer (default: 18)')
+    parser.add_argument(
+        '--allow-partial',
+        action='store_true',
+        help='--whole-model: load the weights that fit the model and warn '
+        'about the others, instead of refusing a checkpoint that does not '
+        'fit')
     parser.add_argument(
         '--image', help='image to check with (default: tiny-shapes)')
     parser.add_argument(
@@ -61,25 +70,34 @@ def main(argv=None):
     import torch
 
     from mmboat.deployment.onnx import (BackboneForExport, ModelForExport,
-                                        OnnxModel, config_backbone_and_input,
+                                        OnnxModel, check_onnx_path,
+                                        check_opset, config_backbone_and_input,
                                         export_backbone_onnx, max_abs_diffs)
+    from mmboat.utils import CheckpointError
     from mmboat.utils.benchmark import interleaved_medians
     H, W = args.shape
     out = args.out or osp.join(
         'work_dirs', 'onnx',
         f'{osp.splitext(osp.basename(args.config))[0]}_{H}x{W}.onnx')
     try:
+        check_opset(args.opset)
+        check_onnx_path(out)
         net, image = config_backbone_and_input(args.config, args.checkpoint,
                                                args.image, (H, W),
-                                               args.whole_model)
-    except (FileNotFoundError, ValueError) as e:
+                                               args.whole_model,
+                                               args.allow_partial)
+    except (FileNotFoundError, ValueError, CheckpointError) as e:
         sys.exit(f'error: {e}')
-    path = export_backbone_onnx(
-        net, (H, W),
-        out,
-        args.opset,
-        metadata={'mmboat.config': osp.basename(args.config)},
-        whole_model=args.whole_model)
+    try:
+        path = export_backbone_onnx(
+            net, (H, W),
+            out,
+            args.opset,
+            metadata={'mmboat.config': osp.basename(args.config)},
+            whole_model=args.whole_model)
+    except Exception as e:  # the exporter's own failures: no file is left
+        sys.exit(f'error: the export failed, nothing was written to {out}: '
+                 f'{type(e).__name__}: {e}')
     wrapper = (ModelForExport if args.whole_model else BackboneForExport)(
         net, (H, W)).eval()
     model = OnnxModel(path, threads=torch.get_num_threads())
