@@ -24,6 +24,22 @@ GPUS=${!NUM_ARGS}
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
+# positive integers, checked here rather than deep inside torchrun
+positive() {  # NAME VALUE
+  if ! [[ "$2" =~ ^[0-9]+$ ]] || [ "$((10#$2))" -lt 1 ]; then
+    echo "bash $WRAPPER: $1 must be a whole number >= 1, got '$2'" \
+      "(usage: bash $WRAPPER $USAGE)" >&2
+    exit 2
+  fi
+}
+positive GPUS "$GPUS"
+positive NNODES "$NNODES"
+positive PORT "$PORT"
+if ! [[ "$NODE_RANK" =~ ^[0-9]+$ ]] || [ "$((10#$NODE_RANK))" -ge "$((10#$NNODES))" ]; then
+  echo "bash $WRAPPER: NODE_RANK must be a whole number from 0 to NNODES - 1" \
+    "($((10#$NNODES - 1))), got '$NODE_RANK'" >&2
+  exit 2
+fi
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
 

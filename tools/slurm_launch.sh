@@ -21,6 +21,16 @@ if [ $# -lt 4 ]; then
   echo "usage: bash $WRAPPER PARTITION JOB_NAME CONFIG $LAST [PY_ARGS]" >&2
   exit 2
 fi
+GPUS=${GPUS:-8}
+GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+CPUS_PER_TASK=${CPUS_PER_TASK:-5}
+for NAME in GPUS GPUS_PER_NODE CPUS_PER_TASK; do
+  VALUE=${!NAME}
+  if ! [[ "$VALUE" =~ ^[0-9]+$ ]] || [ "$((10#$VALUE))" -lt 1 ]; then
+    echo "bash $WRAPPER: $NAME must be a whole number >= 1, got '$VALUE'" >&2
+    exit 2
+  fi
+done
 if ! command -v srun >/dev/null 2>&1; then
   echo "$WRAPPER: 'srun' not found: this script submits to a Slurm cluster;" \
        "on one machine use tools/dist_$MODE.sh" >&2
@@ -34,9 +44,6 @@ if [ "$MODE" = train ]; then
 else
   PY_ARGS=("$3" "$4")
 fi
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
 PYTHON=${PYTHON:-python}
 

@@ -207,3 +207,30 @@ def test_scripts_name_their_arguments(script, num_args, tmp_path):
         capture_output=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith('usage: bash ')
+
+
+@pytest.mark.parametrize('script, args, env, message', [
+    ('dist_train.sh', ['c.py', '0'], {}, "GPUS must be a whole number >= 1, "
+     "got '0'"),
+    ('dist_train.sh', ['c.py', 'two'], {}, "GPUS must be a whole number "
+     ">= 1, got 'two'"),
+    ('dist_test.sh', ['c.py', 'w.pth', '-1'], {}, "GPUS must be a whole "
+     "number >= 1, got '-1'"),
+    ('dist_train.sh', ['c.py', '2'], dict(NNODES='0'), "NNODES must be a "
+     "whole number >= 1, got '0'"),
+    ('dist_train.sh', ['c.py', '2'], dict(NNODES='2', NODE_RANK='2'),
+     "NODE_RANK must be a whole number from 0 to NNODES - 1 (1), got '2'"),
+    ('slurm_train.sh', ['p', 'j', 'c.py', 'w'], dict(GPUS='two'),
+     "GPUS must be a whole number >= 1, got 'two'"),
+    ('slurm_test.sh', ['p', 'j', 'c.py', 'w.pth'], dict(GPUS_PER_NODE='0'),
+     "GPUS_PER_NODE must be a whole number >= 1, got '0'"),
+])
+def test_scripts_check_their_numbers(script, args, env, message, tmp_path):
+    """Refused with the argument named, before torchrun starts."""
+    proc = subprocess.run(['bash', str(TOOLS / script), *args],
+                          cwd=tmp_path,
+                          env=dict(os.environ, PYTHON='false', **env),
+                          text=True,
+                          capture_output=True)
+    assert proc.returncode == 2
+    assert message in proc.stderr and 'Traceback' not in proc.stderr
