@@ -12,6 +12,8 @@ library whose datasets, models and metrics are used; importing mmboat
 registers its backbones and lets MMEngine load its own checkpoints on
 torch >= 2.6.
 """
+from mmengine.runner import find_latest_checkpoint
+
 import mmboat  # noqa: F401  (registers the mmboat modules)
 from mmboat.utils.runner_cli import (build_runner, exit_on_clear_errors,
                                      load_runner_config, parse_runner_args,
@@ -51,6 +53,13 @@ def train(args):
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
+        if find_latest_checkpoint(cfg.work_dir) is None:
+            # MMEngine then logs 'Auto resumed from ... None' and starts over
+            print(
+                f'--resume: no checkpoint to resume in {cfg.work_dir} (it '
+                'has no last_checkpoint file): training starts from '
+                'scratch',
+                flush=True)
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume

@@ -71,8 +71,10 @@ def test_train_resume_and_test(tmp_path):
         (tmp_path / f'cfg{epochs}.py').write_text(
             CONFIG.format(repo=REPO, data=tmp_path / 'data', epochs=epochs))
     work = tmp_path / 'work'
+    # --resume with nothing to resume says so, and trains from scratch
     log = run('tools/train.py', str(tmp_path / 'cfg1.py'), '--work-dir',
-              str(work))
+              str(work), '--resume')
+    assert f'--resume: no checkpoint to resume in {work}' in log
     assert (work / 'epoch_1.pth').is_file()
     assert 'accuracy/top1' in log
 
