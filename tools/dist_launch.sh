@@ -32,6 +32,14 @@ positive() {  # NAME VALUE
     exit 2
   fi
 }
+# the files named on the command line, checked before torchrun starts
+# processes that would each fail on them
+for ARG in "${@:1:NUM_ARGS-1}"; do
+  if [ ! -f "$ARG" ]; then
+    echo "bash $WRAPPER: $ARG does not exist (usage: bash $WRAPPER $USAGE)" >&2
+    exit 2
+  fi
+done
 positive GPUS "$GPUS"
 positive NNODES "$NNODES"
 positive PORT "$PORT"

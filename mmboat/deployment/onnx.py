@@ -290,6 +290,12 @@ class OnnxModel:
         if self.input_hw is not None and tuple(x.shape[-2:]) != \
                 self.input_hw:
             raise OnnxSizeError(size_message(self.input_hw, x.shape[-2:]))
+        if x.shape[0] == 0:
+            # onnxruntime fails on empty inputs: an empty batch of outputs
+            return [
+                np.zeros((0, *o.shape[1:]), np.float32)
+                for o in self.session.get_outputs()
+            ]
         return self.session.run(None, {self.input_name: x})
 
 
@@ -346,13 +352,13 @@ def config_backbone_and_input(
     from mmboat.apis import build_inferencer
     from mmboat.models.backbones.base import BaseBOATBackbone
     from mmboat.utils import load_backbone_weights
-    image = default_image() if image is None else str(image)
-    if not osp.isfile(image):
+    if image is not None and not osp.isfile(str(image)):
         raise FileNotFoundError(f'image {image} does not exist')
     # a whole model loads all its weights (a training checkpoint) through
     # the library's inferencer; a backbone only its own (below)
     inferencer = build_inferencer(config, checkpoint if whole_model else None,
                                   'cpu', allow_partial)
+    image = default_image() if image is None else str(image)
     net = inferencer.model
     backbone = getattr(net, 'backbone', None)
     if not isinstance(backbone, BaseBOATBackbone):

@@ -145,13 +145,14 @@ def test_backbone_onnx_matches_eager_at_any_batch(exported_backbone):
     assert model.input_hw == hw
     assert [o.name for o in model.session.get_outputs()] == \
         ['out0', 'out1', 'out2', 'out3']
-    for B in (1, 2):
+    for B in (1, 2, 0):
         x = torch.randn(B, 3, *hw)
         with torch.no_grad():
             expected = backbone(x)
         got = model(x)
         assert [g.shape for g in got] == [tuple(e.shape) for e in expected]
-        assert max(max_abs_diffs(got, expected)) < ATOL
+        if B:
+            assert max(max_abs_diffs(got, expected)) < ATOL
 
 
 @pytest.mark.slow
