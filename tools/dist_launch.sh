@@ -32,14 +32,6 @@ positive() {  # NAME VALUE
     exit 2
   fi
 }
-# the files named on the command line, checked before torchrun starts
-# processes that would each fail on them
-for ARG in "${@:1:NUM_ARGS-1}"; do
-  if [ ! -f "$ARG" ]; then
-    echo "bash $WRAPPER: $ARG does not exist (usage: bash $WRAPPER $USAGE)" >&2
-    exit 2
-  fi
-done
 positive GPUS "$GPUS"
 positive NNODES "$NNODES"
 positive PORT "$PORT"
@@ -50,6 +42,15 @@ if ! [[ "$NODE_RANK" =~ ^[0-9]+$ ]] || [ "$((10#$NODE_RANK))" -ge "$((10#$NNODES
 fi
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
+
+# the files named on the command line, checked before torchrun starts
+# processes that would each fail on them
+for ARG in "${@:1:NUM_ARGS-1}"; do
+  if [[ "$ARG" != *://* ]] && [ ! -f "$ARG" ]; then
+    echo "bash $WRAPPER: $ARG does not exist (usage: bash $WRAPPER $USAGE)" >&2
+    exit 2
+  fi
+done
 
 PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
 "$PYTHON" -m torch.distributed.run \
