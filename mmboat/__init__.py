@@ -1,16 +1,24 @@
-from .utils.mmengine_compat import register_config_package
+"""mmboat: BOAT-Swin and BOAT-CSWin backbones for OpenMMLab.
+
+Importing mmboat registers its modules and fills MMEngine's tables, and
+replaces nothing of MMEngine: its registries (the backbones, classifiers,
+datasets, hooks and loops, and the ``mmboat`` scope of :mod:`.registry`),
+its package table (``_base_ = 'mmboat::...'``), the FLOP counters (FSLA's
+clustering and attention), and the checkpoint formats that mmboat's
+messages name (:func:`mmboat.utils.use_checkpoint_formats`). It does not
+import timm (``import mmboat.timm`` does).
+"""
+from . import datasets  # noqa: F401  (registers the stream)
+from . import engine  # noqa: F401  (registers the hook, loop, runner)
+from . import models  # noqa: F401  (registers the backbones)
+from .analysis import register_flop_counting
+from .converters import OFFICIAL_FORMATS
+from .registry import register_config_package
+from .utils import use_checkpoint_formats
 from .version import __version__
 
-# MMEngine 0.10 cannot load configs that inherit mmboat's otherwise
-# (`_base_ = 'mmboat::...'`).
 register_config_package()
-
-from . import datasets  # noqa: E402,F401  (registers the stream)
-from . import engine  # noqa: E402,F401  (registers the hook, loop, runner)
-from . import models  # noqa: E402,F401  (registers the backbones)
-from .analysis import register_flop_counting  # noqa: E402
-
-# FLOP counters (MMEngine's, torch's) count FSLA's clustering and attention.
 register_flop_counting()
+use_checkpoint_formats(OFFICIAL_FORMATS)
 
 __all__ = ['__version__']

@@ -18,9 +18,12 @@ class ToolFailed(Exception):
 
 
 # ------------------------------------------------------------- models
-# backbone arguments, tensors into backbones and FSLA. What is accepted is
-# checked in one place for both families,
-# mmboat/models/validate.py. Legitimate inputs are not refused
+# backbone arguments, tensors into backbones and FSLA. Arguments are
+# checked when a backbone or FSLA is built, in one place for both
+# families, mmboat/models/validate.py; a forward pass only checks the
+# shape of its input (one condition that compile and export trace), and
+# PyTorch's own layers refuse another dtype or device than the weights'
+# with their own messages. Legitimate inputs are not refused
 # and have behaviour tests instead: an empty batch (0, 3, H, W) gives
 # empty outputs (tests/models/backbones/test_backbone_contract.py, and
 # (0, N, C) in tests/models/layers/test_feature_space_attention.py), and
@@ -153,7 +156,8 @@ _MODEL_BOTH_FAMILIES = [
     # finding 4: an image needs H, W >= 1 (every such size runs)
     ('image-height-0', lambda f: _model_run(f, (1, 3, 0, 64)), ValueError,
      'H and W must be >= 1'),
-    # finding 6: tensors the backbone cannot take, refused before the stem
+    # finding 6: tensors the backbone cannot take: a bad shape refused
+    # before the stem, with the fix; dtype, device and type by PyTorch
     ('input-4-channels', lambda f: _model_run(f, (1, 4, 64, 64)), ValueError,
      'the backbone takes 3 channels (in_channels=3), the input has 4'),
     ('input-1-channel', lambda f: _model_run(f, (2, 1, 64, 64)), ValueError,
@@ -161,23 +165,21 @@ _MODEL_BOTH_FAMILIES = [
     ('input-3d', lambda f: _model_run(f, (3, 64, 64)), ValueError,
      'it must be a 4-D batch (B, 3, H, W), got 3-D. Fix: add the batch '
      'axis'),
-    ('input-uint8', lambda f: _model_run(f, dtype='uint8'), TypeError,
-     'input dtype=torch.uint8 is not allowed: the backbone takes '
-     'floating-point images'),
-    ('input-int64', lambda f: _model_run(f, dtype='int64'), TypeError,
-     'input dtype=torch.int64 is not allowed'),
+    ('input-uint8', lambda f: _model_run(f, dtype='uint8'), RuntimeError,
+     'Input type (unsigned char) and bias type (float) should be the same'),
+    ('input-int64', lambda f: _model_run(f, dtype='int64'), RuntimeError,
+     'Input type (long int) and bias type (float)'),
     ('input-float16-into-float32', lambda f: _model_run(f, dtype='float16'),
-     TypeError, 'input dtype=torch.float16 is not allowed: the weights are '
-     'torch.float32'),
+     RuntimeError, 'Input type (c10::Half) and bias type (float)'),
     ('input-float64-into-float32', lambda f: _model_run(f, dtype='float64'),
-     TypeError, 'input dtype=torch.float64 is not allowed'),
+     RuntimeError, 'Input type (double) and bias type (float)'),
     ('input-float64-under-autocast',
-     lambda f: _model_run(f, dtype='float64', autocast=True), TypeError,
-     'input dtype=torch.float64 is not allowed'),
+     lambda f: _model_run(f, dtype='float64', autocast=True), RuntimeError,
+     'Input type (double) and bias type (c10::BFloat16)'),
     ('input-numpy', lambda f: _model_run(f, numpy=True), TypeError,
-     "input='ndarray' is not allowed: it must be a torch.Tensor"),
-    ('input-other-device', _model_meta_weights, ValueError,
-     'the weights are on meta'),
+     'got (numpy.ndarray'),
+    ('input-other-device', _model_meta_weights, RuntimeError,
+     'Tensor on device meta is not on the expected device cpu'),
 ]
 
 MODEL_CASES = [
@@ -216,7 +218,11 @@ MODEL_CASES = [
      ValueError, 'FSLA takes 3-D tokens (B, N, C)'),
     ('fsla-wrong-channels',
      lambda tmp_path: _model_fsla(lambda torch: torch.randn(1, 100, 16)),
-     ValueError, 'x has 16 channels, FSLA was built with embed_dims=32'),
+     ValueError, 'C = embed_dims = 32: got x of shape (1, 100, 16)'),
+    ('fsla-wrong-grid',
+     lambda tmp_path: _model_fsla(lambda torch: torch.randn(1, 99, 32)),
+     ValueError, 'N = H * W and C = embed_dims = 32: got x of shape '
+     '(1, 99, 32) and hw_shape=(10, 10)'),
 ]
 
 # -------------------------------------------------------- checkpoints

@@ -11,12 +11,7 @@ from typing import Callable, Dict, Sequence, Tuple
 
 import torch
 
-#: the task and standard input (H, W) of each library
-TASKS = {
-    'mmdet': ('COCO det. + inst. seg.', (800, 1280)),
-    'mmseg': ('ADE20K sem. seg.', (512, 2048)),
-    'mmpretrain': ('ImageNet-1k cls.', (224, 224)),
-}
+from .tasks import TASKS
 
 
 def load_task_config(path, cfg_options: Sequence[str] = ()):

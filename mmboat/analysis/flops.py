@@ -20,7 +20,7 @@ from typing import List, Sequence
 import torch
 from torch.utils.flop_counter import register_flop_formula
 
-from ..models.layers.clustering import num_cluster_levels
+from ..ops import num_cluster_levels
 
 # gathers whose backward is a gather (FSLA): 0 FLOPs
 _GATHER_FUNCTIONS = ('prim::PythonOp._ClusterQKV',
@@ -36,7 +36,7 @@ def _prod(shape: Sequence[int]) -> int:
 
 def cluster_order_macs(batch: int, num_tokens: int, dims: int,
                        cluster_size: int, num_iters: int) -> int:
-    """MACs of :func:`~mmboat.models.layers.cluster_order` on a
+    """MACs of :func:`~mmboat.ops.cluster_order` on a
     (batch, num_tokens, dims) input.
 
     Every level runs, over all ``Np = m * 2**L`` slots (padding included):

@@ -7,12 +7,8 @@ import sys
 import numpy as np
 import torch
 
-#: default input (H, W) per library: its standard test size
-DEFAULT_SHAPES = {
-    'mmdet': (800, 1333),
-    'mmseg': (512, 512),
-    'mmpretrain': (224, 224)
-}
+from .tasks import TASKS
+
 MODES = ('inference', 'train')
 #: keys shared by the BOAT backbones and the stock Swin backbones
 SWIN_COMMON_KEYS = ('in_channels', 'window_size', 'drop_rate',
@@ -29,7 +25,7 @@ def load_config(path):
     from mmboat.apis import load_config as load
     cfg = load(path)
     scope = cfg.get('default_scope')
-    if scope not in DEFAULT_SHAPES:
+    if scope not in TASKS:
         raise ValueError(f'{path} has default_scope={scope!r}: the '
                          'benchmark builds models of mmdet, mmseg and '
                          'mmpretrain configs; inherit one of their configs')
@@ -228,7 +224,7 @@ def measure(cfg, scope, args, device):
     from mmengine.utils import ProgressBar
 
     from mmboat.utils.benchmark import interleaved_medians, peak_memory
-    shape = tuple(args.shape or DEFAULT_SHAPES[scope])
+    shape = tuple(args.shape or TASKS[scope].input_hw)
     modes = MODES if args.mode == 'both' else (args.mode, )
     base_cfg, base_name, base_line = baseline_backbone(cfg, scope)
     models = {}

@@ -11,8 +11,9 @@ from typing import Dict, Union
 
 import torch
 
-from mmboat.models.backbones.boat_cswin import BOATCSWinTransformer
-from .core import Arch, Family, KeyMap, convert, match_preset, need, register
+from mmboat.families import BOAT_CSWIN
+from .core import (Arch, FamilyConverter, KeyMap, convert, match_preset, need,
+                   register)
 
 # official name prefix -> mmboat name prefix after 'backbone.' (KeyMap)
 KEY_MAP = KeyMap('''
@@ -51,7 +52,7 @@ def infer_arch(weights: Dict[str, torch.Tensor]) -> Arch:
         has_fsla=has_fsla,
         meta=dict(
             arch=match_preset(
-                BOATCSWinTransformer, embed_dims=embed_dims, depths=depths),
+                BOAT_CSWIN, embed_dims=embed_dims, depths=depths),
             embed_dims=embed_dims,
             depths=list(depths)),
         summary=f'embed_dims={embed_dims}, depths={depths}' +
@@ -67,8 +68,8 @@ def describe(meta: dict) -> str:
             'split_sizes are not stored in them)')
 
 
-BOAT_CSWIN = register(
-    Family('BOAT-CSWin', BOATCSWinTransformer, KEY_MAP, infer_arch, describe))
+CONVERTER = register(
+    FamilyConverter(BOAT_CSWIN, KEY_MAP, infer_arch, describe))
 
 
 def convert_boat_cswin_checkpoint(checkpoint: Union[str, dict],
@@ -98,4 +99,4 @@ def convert_boat_cswin_checkpoint(checkpoint: Union[str, dict],
             format (BOAT-Swin, already converted), missing, unknown or
             misshapen weights.
     """
-    return convert(BOAT_CSWIN, checkpoint, seed=seed, use_ema=use_ema)
+    return convert(CONVERTER, checkpoint, seed=seed, use_ema=use_ema)

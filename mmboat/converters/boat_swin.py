@@ -11,10 +11,10 @@ from typing import Dict, Optional, Union
 
 import torch
 
-from mmboat.models.backbones.boat_swin import (BOATSwinTransformer,
-                                               published_fsla_blocks)
+from mmboat.families import BOAT_SWIN
 from mmboat.utils import CheckpointError
-from .core import Arch, Family, KeyMap, convert, match_preset, need, register
+from .core import (Arch, FamilyConverter, KeyMap, convert, match_preset, need,
+                   register)
 
 # official name prefix -> mmboat name prefix after 'backbone.' (KeyMap)
 KEY_MAP = KeyMap('''
@@ -56,11 +56,12 @@ def infer_arch(weights: Dict[str, torch.Tensor],
     """Embed dims, depths, heads, window, MLP ratio and FSLA placement,
     read from the names and shapes of the weights; with ``arch`` (a preset
     name or an arch dict) the file must hold that architecture."""
+    backbone = BOAT_SWIN.backbone
     proj = need(weights, 'patch_embed.proj.weight')
-    if proj.shape[-1] != BOATSwinTransformer.patch_size:
+    if proj.shape[-1] != backbone.patch_size:
         raise CheckpointError(
             f'patch size {proj.shape[-1]} is not supported (BOAT-Swin '
-            f'uses {BOATSwinTransformer.patch_size})')
+            f'uses {backbone.patch_size})')
     depths = KEY_MAP.depths(weights)
     tables = []  # the relative position table of each stage
     for i, depth in enumerate(depths):
@@ -72,18 +73,18 @@ def infer_arch(weights: Dict[str, torch.Tensor],
     fc1 = _first(weights, (f'layers.{i}.blocks.0.mlp.fc1.weight'
                            for i in range(len(depths))))
     ratio = 4. if fc1 is None else fc1.shape[0] / fc1.shape[1]
-    found = BOATSwinTransformer.parse_arch(
+    found = backbone.parse_arch(
         dict(
             embed_dims=proj.shape[0],
             depths=depths,
             num_heads=tuple(t.shape[1] for t in tables)))
-    if arch is not None and BOATSwinTransformer.parse_arch(arch) != found:
+    if arch is not None and backbone.parse_arch(arch) != found:
         raise CheckpointError(
             f'the checkpoint holds arch {found}, not {arch!r} '
-            f'({BOATSwinTransformer.parse_arch(arch)})')
+            f'({backbone.parse_arch(arch)})')
 
     fsla = KEY_MAP.fsla_blocks(weights)
-    published = published_fsla_blocks(depths, window)
+    published = backbone.published_fsla_blocks(depths, window)
     fsla_blocks = tuple(
         tuple(j for j in range(d) if (i, j) in fsla)
         for i, d in enumerate(depths)) if fsla else published
@@ -96,7 +97,7 @@ def infer_arch(weights: Dict[str, torch.Tensor],
             fsla_blocks=fsla_blocks),
         has_fsla=bool(fsla),
         meta=dict(
-            arch=match_preset(BOATSwinTransformer, **found) or dict(
+            arch=match_preset(BOAT_SWIN, **found) or dict(
                 embed_dims=found['embed_dims'],
                 depths=list(depths),
                 num_heads=list(found['num_heads'])),
@@ -128,9 +129,8 @@ def describe(meta: dict) -> str:
     return f'dict({cfg})'
 
 
-BOAT_SWIN = register(
-    Family('BOAT-Swin', BOATSwinTransformer, KEY_MAP, infer_arch, describe,
-           transform))
+CONVERTER = register(
+    FamilyConverter(BOAT_SWIN, KEY_MAP, infer_arch, describe, transform))
 
 
 def convert_boat_swin_checkpoint(checkpoint: Union[str, dict],
@@ -161,4 +161,4 @@ def convert_boat_swin_checkpoint(checkpoint: Union[str, dict],
             weights are missing, unexpected or inconsistent (the message
             lists them).
     """
-    return convert(BOAT_SWIN, checkpoint, seed=seed, arch=arch)
+    return convert(CONVERTER, checkpoint, seed=seed, arch=arch)

@@ -19,14 +19,15 @@ from typing import List, Optional
 
 import torch
 
-from mmboat.utils.checkpoint import PUBLISHED_CHECKPOINTS, CheckpointError
-from .core import FAMILIES, Family, convert
+from mmboat.families import Family
+from mmboat.utils.checkpoint import CheckpointError
+from .core import CONVERTERS, FamilyConverter, convert
 
 
 def _arch_option(family: Family) -> dict:
     return dict(
         flags=('--arch', ),
-        choices=list(family.backbone.arch_zoo),
+        choices=list(family.arch_zoo),
         help='check that the file holds this preset (by default the '
         'architecture is read from the weights)')
 
@@ -44,10 +45,9 @@ def _ema_option(family: Family) -> dict:
 OPTIONS = {'BOAT-Swin': _arch_option, 'BOAT-CSWin': _ema_option}
 
 
-def build_parser(family: Family) -> argparse.ArgumentParser:
-    releases = [
-        f for _, f in PUBLISHED_CHECKPOINTS[family.backbone.__name__].values()
-    ]
+def build_parser(converter: FamilyConverter) -> argparse.ArgumentParser:
+    family = converter.family
+    releases = [release.file for release in family.published.values()]
     parser = argparse.ArgumentParser(
         description=f'Convert an official {family.name} / '
         f'{family.plain_name} checkpoint into an mmboat checkpoint (never '
@@ -68,9 +68,11 @@ def build_parser(family: Family) -> argparse.ArgumentParser:
     return parser
 
 
-def report(family: Family, converted: dict, src: str, dst: str) -> None:
+def report(converter: FamilyConverter, converted: dict, src: str,
+           dst: str) -> None:
     """Print what was read and written, the backbone config and the fresh
     weights."""
+    family = converter.family
     meta = converted['meta']
     kind = family.name if meta['source'] == family.key else \
         family.plain_name
@@ -79,7 +81,7 @@ def report(family: Family, converted: dict, src: str, dst: str) -> None:
     print(f"{src}: official {kind} checkpoint ('{meta['source_weights']}'"
           f'), {classes}')
     print(f'wrote {len(converted["state_dict"])} tensors to {dst}')
-    print(f'backbone: {family.describe(meta)}')
+    print(f'backbone: {converter.describe(meta)}')
     if meta['fresh_keys']:
         print(f'{len(meta["fresh_keys"])} FSLA weights are not in the '
               f'{family.plain_name} file and start fresh:')
@@ -159,17 +161,17 @@ def save_atomically(obj, dst: str) -> None:
 
 
 def main(family_key: str, argv: Optional[List[str]] = None) -> None:
-    """Convert SRC into DST for the family ``FAMILIES[family_key]``; on
-    an error, exit with a message and write nothing: SRC is only read,
-    never written, and DST is replaced only by a complete file."""
-    family = FAMILIES[family_key]
-    args = vars(build_parser(family).parse_args(argv))
+    """Convert SRC into DST with ``CONVERTERS[family_key]``; on an error,
+    exit with a message and write nothing: SRC is only read, never written,
+    and DST is replaced only by a complete file."""
+    converter = CONVERTERS[family_key]
+    args = vars(build_parser(converter).parse_args(argv))
     src, dst = args.pop('src'), args.pop('dst')
     try:
         check_destination(src, dst)
-        converted = convert(family, src, **args)
+        converted = convert(converter, src, **args)
         converted['meta']['source_file'] = os.path.basename(src)
         save_atomically(converted, dst)
     except ValueError as e:  # CheckpointError and refused architectures
         sys.exit(f'error: cannot convert {src}: {e}')
-    report(family, converted, src, dst)
+    report(converter, converted, src, dst)

@@ -1,4 +1,12 @@
-"""The core shared by the converters of the published checkpoints.
+"""The core shared by the converters of the published checkpoints, and
+checkpoint format detection.
+
+Format detection (:func:`official_formats`, :func:`mmboat_family`,
+:func:`what_checkpoint_is`) tells an unconverted official release file of
+each family (:mod:`mmboat.families`) from an mmboat checkpoint, and which
+family an mmboat checkpoint holds; the backbones' loader, the timm models
+and, through :class:`OfficialFormats`, :mod:`mmboat.utils.checkpoint` use
+it to say what a file that does not fit is and how to convert it.
 
 Converting an official release file into an mmboat checkpoint goes the
 same way for every family (:func:`convert`):
@@ -8,8 +16,8 @@ same way for every family (:func:`convert`):
 2. :func:`pick_weights`: the weights are picked out of the file, without
    the buffers that are not weights (:data:`NON_WEIGHTS`); a file of
    another family or one already converted is refused;
-3. the family reads the architecture from the weights
-   (:meth:`Family.infer_arch`);
+3. the family's converter reads the architecture from the weights
+   (:attr:`FamilyConverter.infer_arch`);
 4. :func:`map_weights`: official names become mmboat names
    (:class:`KeyMap`);
 5. :func:`fresh_fsla_weights`: a plain Swin / CSWin source gets FSLA
@@ -23,6 +31,10 @@ backbone (``out_indices=(last, )``, the final norm as ``norm{last}``),
 ``GlobalAveragePooling`` and ``LinearClsHead``. Every failure raises
 :class:`mmboat.utils.CheckpointError` (a ``ValueError``); lists of weights
 are written with :func:`mmboat.utils.key_report`.
+
+The converters reach the backbone classes through their descriptions
+(:attr:`mmboat.families.Family.backbone`), never by importing them: the
+backbones' loader imports this module.
 """
 import os
 import re
@@ -31,7 +43,9 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 import torch
 
-from mmboat.utils import CheckpointError, key_report, load_checkpoint_file
+from mmboat.families import FAMILIES, Family, family_of
+from mmboat.utils import (CheckpointError, CheckpointFormats, key_report,
+                          load_checkpoint_file)
 
 #: buffers of the official models that are not weights
 NON_WEIGHTS = ('relative_position_index', 'attn_mask')
@@ -46,21 +60,9 @@ SOURCE_FIELDS = ('arch', 'epoch', 'max_accuracy')
 #: mmboat names of the FSLA weights, and of any weight of a block
 FSLA_KEY = re.compile(r'\.(fsla|norm_fsla)\.')
 BLOCK_NAME = re.compile(r'backbone\.stages\.(\d+)\.blocks\.(\d+)\.')
-#: how the official files of each family look (format detection): name ->
-#: (name prefixes that only its weights have, its layout in words)
-FORMATS = {
-    'BOAT-Swin': (('layers.', 'patch_embed.'), 'Swin training format'),
-    'BOAT-CSWin': (('stage1_conv_embed.', 'stage1.'), 'timm training format'),
-}
 #: name prefixes of mmboat weights (a model's, or a bare backbone's), which
 #: no official file has
 MMBOAT_PREFIXES = ('backbone.', 'stages.')
-
-
-def converter_script(name: str) -> str:
-    """The command line that converts the family ``name``."""
-    key = name.lower().replace('-', '_')
-    return f'tools/model_converters/{key}_to_mmboat.py'
 
 
 class _Template:
@@ -180,13 +182,13 @@ def _same(key: str, value: torch.Tensor) -> torch.Tensor:
     return value
 
 
-class Family:
-    """One family of official files: what the core cannot know alone.
+class FamilyConverter:
+    """How the official files of one family become mmboat checkpoints:
+    what the core cannot know alone. The family's facts (name, backbone,
+    presets, official prefixes, converter script) are its description.
 
     Args:
-        name (str): the BOAT model, a key of :data:`FORMATS`; the plain
-            model it extends is the name without ``BOAT-``.
-        backbone (type): the mmboat backbone class.
+        family (Family): the description (:mod:`mmboat.families`).
         key_map (KeyMap): official <-> mmboat names.
         infer_arch (callable): ``infer_arch(weights, **options) -> Arch``.
         describe (callable): ``describe(meta) -> str``, the backbone config
@@ -196,28 +198,23 @@ class Family:
     """
 
     def __init__(self,
-                 name: str,
-                 backbone: type,
+                 family: Family,
                  key_map: KeyMap,
                  infer_arch: Callable[..., Arch],
                  describe: Callable[[dict], str],
                  transform: Callable = _same):
-        self.name, self.backbone, self.key_map = name, backbone, key_map
+        self.family, self.key_map = family, key_map
         self.infer_arch, self.describe = infer_arch, describe
         self.transform = transform
-        self.plain_name = name[len('BOAT-'):]
-        self.key = name.lower()
-        self.signature, self.file_format = FORMATS[name]
-        self.converter = converter_script(name)
 
 
-#: the families, by key ('boat-swin', ...)
-FAMILIES: Dict[str, Family] = {}
+#: the converters, by family key ('boat-swin', ...)
+CONVERTERS: Dict[str, FamilyConverter] = {}
 
 
-def register(family: Family) -> Family:
-    FAMILIES[family.key] = family
-    return family
+def register(converter: FamilyConverter) -> FamilyConverter:
+    CONVERTERS[converter.family.key] = converter
+    return converter
 
 
 def need(weights: Dict[str, torch.Tensor], key: str) -> torch.Tensor:
@@ -227,13 +224,13 @@ def need(weights: Dict[str, torch.Tensor], key: str) -> torch.Tensor:
     return weights[key]
 
 
-def match_preset(backbone: type, **fields) -> Optional[str]:
-    """The first preset of ``backbone.arch_zoo`` with these values."""
+def match_preset(family: Family, **fields) -> Optional[str]:
+    """The first preset of ``family.arch_zoo`` with these values."""
 
     def plain(value):
         return tuple(value) if isinstance(value, (list, tuple)) else value
 
-    for name, preset in backbone.arch_zoo.items():
+    for name, preset in family.arch_zoo.items():
         if all(plain(preset[k]) == plain(v) for k, v in fields.items()):
             return name
     return None
@@ -262,36 +259,30 @@ def _places(ckpt: dict) -> Dict[str, object]:
     return places
 
 
-def official_formats(ckpt: dict) -> List[Tuple[str, str]]:
-    """Format detection: ``(family name, where)`` for every place of
-    ``ckpt`` that holds weights of an official file of a family of
-    :data:`FORMATS`; empty for an mmboat file or any other."""
+def official_formats(ckpt: dict) -> List[Tuple[Family, str]]:
+    """Format detection: ``(family, where)`` for every place of ``ckpt``
+    that holds weights of an official file of a family of
+    :data:`mmboat.families.FAMILIES` (its ``official_prefixes``); empty for
+    an mmboat file or any other."""
     if not isinstance(ckpt, dict):
         return []
-    return [
-        (name, where) for name, (signature, _) in FORMATS.items()
-        for where, weights in _places(ckpt).items()
-        if _holds(weights, signature) and not _holds(weights, MMBOAT_PREFIXES)
-    ]
-
-
-def family_of_backbone(backbone) -> Optional[Family]:
-    """The family of an mmboat backbone (instance or class), or None."""
-    cls = backbone if isinstance(backbone, type) else type(backbone)
-    return next((f for f in FAMILIES.values() if issubclass(cls, f.backbone)),
-                None)
+    return [(family, where) for family in FAMILIES.values()
+            for where, weights in _places(ckpt).items()
+            if _holds(weights, family.official_prefixes)
+            and not _holds(weights, MMBOAT_PREFIXES)]
 
 
 def mmboat_family(state_dict: dict, prefix: str = '') -> Optional[Family]:
-    """The family whose mmboat backbone names (:class:`KeyMap`) the weights
-    under ``prefix`` have: the one that knows the most of them, when it
-    knows more than any other family; None otherwise."""
+    """The family whose mmboat backbone names (the :class:`KeyMap` of its
+    converter) the weights under ``prefix`` have: the one that knows the
+    most of them, when it knows more than any other family; None
+    otherwise."""
     keys = [
         'backbone.' + k[len(prefix):] for k in state_dict
         if isinstance(k, str) and k.startswith(prefix)
     ]
-    known = sorted(((sum(f.key_map.knows_mmboat(k) for k in keys), f.key)
-                    for f in FAMILIES.values()),
+    known = sorted(((sum(c.key_map.knows_mmboat(k) for k in keys), key)
+                    for key, c in CONVERTERS.items()),
                    reverse=True)
     if not known or known[0][0] == 0 or (len(known) > 1
                                          and known[0][0] == known[1][0]):
@@ -314,26 +305,25 @@ def what_checkpoint_is(ckpt: dict,
                        prefix: str = 'backbone.') -> str:
     """Say what ``ckpt`` (read from ``path``) is when it is not an mmboat
     checkpoint of ``backbone`` (an mmboat backbone, or None): an official
-    file of a family of :data:`FORMATS` (and the converter command that
-    makes an mmboat checkpoint of it), or an mmboat checkpoint of another
-    family (its weights under ``prefix``). '' when it is neither."""
-    model = family_of_backbone(backbone) if backbone is not None else None
+    file of a family of :data:`mmboat.families.FAMILIES` (and the converter
+    command that makes an mmboat checkpoint of it), or an mmboat checkpoint
+    of another family (its weights under ``prefix``). '' when it is
+    neither."""
+    model = family_of(backbone) if backbone is not None else None
     this = '' if model is None else \
-        f'this model\'s backbone is {model.backbone.__name__} ({model.name})'
+        f'this model\'s backbone is {model.backbone_type} ({model.name})'
     found = official_formats(ckpt)
     if found:
-        name, where = found[0]
-        family = FAMILIES.get(name.lower())
-        plain = family.plain_name if family else name
-        text = (f'{path} is an official {name} / {plain} release file '
-                f"({FORMATS[name][1]}, weights under '{where}'), not an "
-                'mmboat checkpoint')
-        command = (f'    python {converter_script(name)} {path} '
+        family, where = found[0]
+        text = (f'{path} is an official {family.name} / {family.plain_name} '
+                f"release file ({family.file_format}, weights under "
+                f"'{where}'), not an mmboat checkpoint")
+        command = (f'    python {family.converter} {path} '
                    f'{_converted_name(path)}')
-        if model is None or model.name == name:
+        if model is None or model is family:
             return f'{text}: convert it first with\n{command}'
         return (f'{text}, and of the other family: {this}. Converted with\n'
-                f'{command}\nit initialises a {family.backbone.__name__}; '
+                f'{command}\nit initialises a {family.backbone_type}; '
                 f'for this model, convert a {model.name} / '
                 f'{model.plain_name} file with {model.converter}.')
     state_dict = ckpt.get('state_dict', ckpt)
@@ -342,8 +332,8 @@ def what_checkpoint_is(ckpt: dict,
     if model is None or other is None or other is model:
         return ''
     return (f'{path} holds {other.name} weights (the mmboat layout of '
-            f'{other.backbone.__name__}), but {this}: use it with a '
-            f'{other.backbone.__name__} config, or give a {model.name} '
+            f'{other.backbone_type}), but {this}: use it with a '
+            f'{other.backbone_type} config, or give a {model.name} '
             f'checkpoint (convert an official {model.name} / '
             f'{model.plain_name} file with {model.converter}).')
 
@@ -351,29 +341,28 @@ def what_checkpoint_is(ckpt: dict,
 def pick_weights(ckpt: dict,
                  family: Family,
                  use_ema: bool = False) -> Tuple[Dict[str, torch.Tensor], str]:
-    """The official weights of a release file and where they were.
+    """The official weights of a release file of ``family`` and where they
+    were.
 
     Looks in :data:`WEIGHT_PLACES`, then the top level (or only in
     :data:`EMA_PLACE` with ``use_ema``), and drops :data:`NON_WEIGHTS`.
-    A file of another family of :data:`FORMATS` (:func:`official_formats`),
-    an mmboat file or one without this family's weights raises
-    :class:`CheckpointError`.
+    A file of another family (:func:`official_formats`), an mmboat file or
+    one without this family's weights raises :class:`CheckpointError`.
     """
     places = _places(ckpt)
     for other, where in official_formats(ckpt):
-        if other != family.name:
-            signature, file_format = FORMATS[other]
+        if other is not family:
             raise CheckpointError(
-                f'this is a {other} checkpoint ({file_format}, '
-                f"'{signature[0]}*' weights under '{where}'), not a "
-                f'{family.name} one: use {converter_script(other)}')
+                f'this is a {other.name} checkpoint ({other.file_format}, '
+                f"'{other.official_prefixes[0]}*' weights under '{where}'), "
+                f'not a {family.name} one: use {other.converter}')
     if any(_holds(sd, MMBOAT_PREFIXES) for sd in places.values()):
         raise CheckpointError(
             'this is already an mmboat checkpoint (backbone.* or stages.* '
             'keys): load it directly, no conversion needed')
     found = [
         w for w in (*WEIGHT_PLACES, TOP_LEVEL)
-        if _holds(places[w], family.signature)
+        if _holds(places[w], family.official_prefixes)
     ]
     if use_ema:
         if EMA_PLACE not in ckpt:
@@ -381,14 +370,14 @@ def pick_weights(ckpt: dict,
                 f"--ema asked for '{EMA_PLACE}', but the file has none "
                 f'(top-level keys: {sorted(map(str, ckpt))})')
         found = [EMA_PLACE]
-    elif not found and _holds(places[EMA_PLACE], family.signature):
+    elif not found and _holds(places[EMA_PLACE], family.official_prefixes):
         raise CheckpointError(
             f"the file has only '{EMA_PLACE}' weights: convert with --ema")
     elif not found:
         raise CheckpointError(
             f'no {family.plain_name} / {family.name} weights found '
             f'(expected a file in the {family.file_format} with '
-            f"'{family.signature[0]}*' weights); top-level keys: "
+            f"'{family.official_prefixes[0]}*' weights); top-level keys: "
             f'{sorted(map(str, ckpt))[:20]}')
     where = found[0]
     if not isinstance(places[where], dict):
@@ -410,17 +399,17 @@ def pick_weights(ckpt: dict,
     return weights, where
 
 
-def map_weights(weights: Dict[str, torch.Tensor], family: Family,
+def map_weights(weights: Dict[str, torch.Tensor], converter: FamilyConverter,
                 num_stages: int) -> Tuple[Dict[str, torch.Tensor], list]:
     """(mmboat state dict, official names that no rule knows)."""
     state_dict, unknown = OrderedDict(), []
     for key, value in weights.items():
-        new = family.key_map.to_mmboat(key, num_stages)
+        new = converter.key_map.to_mmboat(key, num_stages)
         if new is None:
             unknown.append(key)
             continue
         try:
-            value = family.transform(key, value)
+            value = converter.transform(key, value)
         except (RuntimeError, ValueError):
             pass  # a shape the transform cannot take: verify() reports it
         state_dict[new] = value.detach().clone().contiguous()
@@ -440,14 +429,14 @@ def fresh_fsla_weights(backbone: type, kwargs: dict,
                        if FSLA_KEY.search(k))
 
 
-def verify(state_dict: Dict[str, torch.Tensor], unknown: list, family: Family,
-           kwargs: dict, title: str) -> None:
+def verify(state_dict: Dict[str, torch.Tensor], unknown: list,
+           converter: FamilyConverter, kwargs: dict, title: str) -> None:
     """Raise :class:`CheckpointError` (``title`` and a key report) unless
-    ``state_dict`` fills ``family.backbone(**kwargs)``, built on the
+    ``state_dict`` fills the family's ``backbone(**kwargs)``, built on the
     ``meta`` device, and, if it has one, a linear head: no missing,
     unexpected (``unknown`` included) or misshapen weight."""
     with torch.device('meta'):
-        model = family.backbone(**kwargs)
+        model = converter.family.backbone(**kwargs)
     expected = {
         f'backbone.{k}': tuple(v.shape)
         for k, v in model.state_dict().items()
@@ -457,7 +446,7 @@ def verify(state_dict: Dict[str, torch.Tensor], unknown: list, family: Family,
         num_classes = head.shape[0]
         expected['head.fc.weight'] = (num_classes, model.num_features[-1])
         expected['head.fc.bias'] = (num_classes, )
-    name = family.key_map.to_official
+    name = converter.key_map.to_official
     missing = [name(k) for k in expected if k not in state_dict]
     unexpected = list(unknown) + [
         name(k) for k in state_dict if k not in expected
@@ -492,20 +481,21 @@ def build_meta(family: Family, arch: Arch, ckpt: dict, where: str,
     return meta
 
 
-def convert(family: Family,
+def convert(converter: FamilyConverter,
             checkpoint,
             seed: int = 0,
             use_ema: bool = False,
             **options) -> dict:
-    """Convert an official ``family`` file into an mmboat checkpoint.
+    """Convert an official file of ``converter.family`` into an mmboat
+    checkpoint.
 
     Args:
-        family (Family): the family of the file.
+        converter (FamilyConverter): the converter of the file's family.
         checkpoint (str | os.PathLike | dict): the file, or what
             :func:`mmboat.utils.load_checkpoint_file` read from it.
         seed (int): seed of the fresh FSLA weights of a plain source.
         use_ema (bool): convert the EMA weights (:data:`EMA_PLACE`).
-        **options: passed to ``family.infer_arch`` (``arch`` for
+        **options: passed to ``converter.infer_arch`` (``arch`` for
             BOAT-Swin).
 
     Returns:
@@ -515,19 +505,20 @@ def convert(family: Family,
     Raises:
         CheckpointError: for everything that stops the conversion.
     """
+    family = converter.family
     ckpt = read_checkpoint(checkpoint)
     weights, where = pick_weights(ckpt, family, use_ema)
     try:
-        arch = family.infer_arch(weights, **options)
+        arch = converter.infer_arch(weights, **options)
         kwargs = dict(arch.kwargs)
         num_stages = len(kwargs['arch']['depths'])
         kwargs['out_indices'] = (num_stages - 1, )
-        state_dict, unknown = map_weights(weights, family, num_stages)
+        state_dict, unknown = map_weights(weights, converter, num_stages)
         fresh = {} if arch.has_fsla else fresh_fsla_weights(
             family.backbone, kwargs, seed)
         state_dict.update(fresh)
         kind = family.name if arch.has_fsla else family.plain_name
-        verify(state_dict, unknown, family, kwargs,
+        verify(state_dict, unknown, converter, kwargs,
                f"'{where}' is not a complete {kind} model ({arch.summary})")
     except CheckpointError:
         raise
@@ -535,3 +526,26 @@ def convert(family: Family,
         raise CheckpointError(f"'{where}': {e}") from e
     meta = build_meta(family, arch, ckpt, where, state_dict, list(fresh))
     return dict(meta=meta, state_dict=state_dict)
+
+
+class OfficialFormats(CheckpointFormats):
+    """The :class:`mmboat.utils.CheckpointFormats` of mmboat: the formats
+    of the official releases (format detection above), and a check of
+    every model that holds an mmboat backbone. ``import mmboat`` installs
+    :data:`OFFICIAL_FORMATS`."""
+
+    def checks(self, module: torch.nn.Module) -> bool:
+        return family_of(module) is not None
+
+    def is_official(self, ckpt) -> bool:
+        return bool(official_formats(ckpt))
+
+    def describe(self,
+                 ckpt,
+                 path: str,
+                 module: Optional[torch.nn.Module] = None,
+                 prefix: str = 'backbone.') -> str:
+        return what_checkpoint_is(ckpt, path, module, prefix)
+
+
+OFFICIAL_FORMATS = OfficialFormats()

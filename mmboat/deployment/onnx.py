@@ -4,7 +4,7 @@ The clustering of FSLA is a custom op (``mmboat::cluster_order``) that
 ``torch.export`` keeps as one node. :func:`export_program` exports a module
 with ``torch.export`` (batch dynamic, every other size fixed) and lowers
 that node to standard aten ops with
-:func:`~mmboat.models.layers.clustering.cluster_order_decomposition`, the
+:func:`~mmboat.ops.cluster_order.cluster_order_decomposition`, the
 op's own implementation with a stable float sort instead of the radix sort
 of packed integer keys. :func:`export_onnx` translates the result with
 ``torch.onnx.export`` (the dynamo exporter), a stable sort becoming ONNX
@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmboat.models.layers.clustering import EXPORT_DECOMPOSITIONS
+from mmboat.ops import EXPORT_DECOMPOSITIONS
 
 HWShape = Tuple[int, int]
 #: metadata key of the exported input size, "H,W"
@@ -335,7 +335,7 @@ def config_backbone_and_input(
     The model is built as :func:`mmboat.apis.build_inferencer` builds it
     (random weights), then ``checkpoint`` (a training checkpoint or a
     converted backbone file) is loaded into the backbone with the
-    project's safe loader (:func:`mmboat.utils.load_backbone_weights`). The
+    project's safe loader (the backbone's ``load_weights``). The
     image goes through the config's test pipeline and data preprocessor;
     if that gives another size than ``input_hw``, it is resized to it
     (bilinear).
@@ -351,7 +351,6 @@ def config_backbone_and_input(
     """
     from mmboat.apis import build_inferencer
     from mmboat.models.backbones.base import BaseBOATBackbone
-    from mmboat.utils import load_backbone_weights
     if image is not None and not osp.isfile(str(image)):
         raise FileNotFoundError(f'image {image} does not exist')
     # a whole model loads all its weights (a training checkpoint) through
@@ -373,8 +372,7 @@ def config_backbone_and_input(
             'post-processing that need mmdeploy: export its backbone '
             '(without --whole-model) and run the neck and heads in PyTorch')
     if checkpoint is not None and not whole_model:
-        load_backbone_weights(backbone, checkpoint, backbone.official_prefixes,
-                              backbone.converter)
+        backbone.load_weights(checkpoint)
     batch = next(iter(inferencer.preprocess([image], batch_size=1)))
     if isinstance(batch, (list, tuple)):  # mmdet: (originals, data)
         batch = batch[-1]

@@ -28,7 +28,7 @@ from timm.models._features import feature_take_indices
 from timm.models._registry import generate_default_cfgs
 
 from mmboat.converters.core import what_checkpoint_is
-from mmboat.models.backbones import BOATCSWinTransformer, BOATSwinTransformer
+from mmboat.families import FAMILIES, Family
 from mmboat.models.backbones.base import (BaseBOATBackbone, BaseBOATBlock,
                                           tokens_to_map)
 from mmboat.utils import CheckpointError
@@ -41,8 +41,8 @@ class BOATClassifier(nn.Module):
     linear), with timm's model interface.
 
     Args:
-        backbone_type (type): :class:`BOATSwinTransformer` or
-            :class:`BOATCSWinTransformer`.
+        backbone_type (type): the backbone of a family
+            (:attr:`mmboat.families.Family.backbone`).
         arch (str | dict): a preset of ``backbone_type.arch_zoo`` or an
             arch dict. Default: 'tiny'.
         num_classes (int): classes; 0 for no classifier. Default: 1000.
@@ -257,9 +257,12 @@ def checkpoint_filter_fn(state_dict: dict,
     return state_dict
 
 
-#: the backbone of each family of timm models
-BACKBONES = dict(
-    boat_swin=BOATSwinTransformer, boat_cswin=BOATCSWinTransformer)
+#: the family of each prefix of the timm model names (``boat_swin`` of
+#: ``boat_swin_tiny``), whose presets are the suffixes
+TIMM_FAMILIES: Dict[str, Family] = {
+    family.key.replace('-', '_'): family
+    for family in FAMILIES.values()
+}
 
 
 def _create_boat(variant: str,
@@ -268,7 +271,7 @@ def _create_boat(variant: str,
     """``variant`` (``{family}_{preset}``) built by timm's
     ``build_model_with_cfg``; ``kwargs`` over the preset."""
     family, preset = variant.rsplit('_', 1)
-    backbone_type = BACKBONES[family]
+    backbone_type = TIMM_FAMILIES[family].backbone
     kwargs.setdefault('arch', preset)
     depths = backbone_type.parse_arch(kwargs['arch'])['depths']
     out_indices = kwargs.pop('out_indices', tuple(range(len(depths))))
@@ -300,17 +303,14 @@ def _cfg(**kwargs) -> dict:
 
 
 # evaluation crops: Swin's (resize 256, crop 224), CSWin's (0.9)
-_swin_cfg = _cfg(crop_pct=0.875, first_conv='backbone.patch_embed.projection')
-_cswin_cfg = _cfg(crop_pct=0.9, first_conv='backbone.patch_embed.proj')
+_CFGS = dict(
+    boat_swin=_cfg(
+        crop_pct=0.875, first_conv='backbone.patch_embed.projection'),
+    boat_cswin=_cfg(crop_pct=0.9, first_conv='backbone.patch_embed.proj'))
 default_cfgs = generate_default_cfgs({
-    **{
-        f'boat_swin_{preset}.in1k': _swin_cfg
-        for preset in BOATSwinTransformer.arch_zoo
-    },
-    **{
-        f'boat_cswin_{preset}.in1k': _cswin_cfg
-        for preset in BOATCSWinTransformer.arch_zoo
-    },
+    f'{name}_{preset}.in1k': _CFGS[name]
+    for name, family in TIMM_FAMILIES.items()
+    for preset in family.arch_zoo
 })
 
 

@@ -7,6 +7,12 @@ files). :func:`load_checkpoint_file` unpickles with an allow-list: tensors,
 storages and plain containers are rebuilt, and every other class named in the
 file becomes an inert :class:`OpaqueObject` that records its arguments and
 state and runs nothing.
+
+This module reads files and compares weights; it imports nothing of mmboat
+and knows no model family and no release format. What a file that cannot
+be loaded is (an official release file to convert, another family's
+weights) is said by the :class:`CheckpointFormats` that the converters
+install (:func:`use_checkpoint_formats`; ``import mmboat`` does).
 """
 import codecs
 import collections
@@ -240,18 +246,63 @@ def opaque_classes(obj, limit: int = 10000) -> List[str]:
     return sorted(found)
 
 
+class CheckpointFormats:
+    """What this module's messages can say about a checkpoint, and which
+    models :func:`check_model_fits` checks: an extension point.
+
+    This base knows no format and checks no model. mmboat's converters,
+    which detect the formats of the official releases, install theirs
+    (:class:`mmboat.converters.core.OfficialFormats`) with
+    :func:`use_checkpoint_formats` when mmboat is imported.
+    """
+
+    def checks(self, module: torch.nn.Module) -> bool:
+        """Whether a model holding ``module`` loads only checkpoints whose
+        weights fit it (:func:`check_model_fits`)."""
+        return False
+
+    def is_official(self, ckpt) -> bool:
+        """Whether ``ckpt`` is an unconverted official release file."""
+        return False
+
+    def describe(self,
+                 ckpt,
+                 path: str,
+                 module: Optional[torch.nn.Module] = None,
+                 prefix: str = 'backbone.') -> str:
+        """What ``ckpt`` (read from ``path``) is when it is not a
+        checkpoint of ``module`` (its weights under ``prefix``), with what
+        to do; '' when there is nothing to say."""
+        return ''
+
+
+_formats = CheckpointFormats()
+
+
+def use_checkpoint_formats(formats: CheckpointFormats) -> None:
+    """Let :func:`unloadable_checkpoint_error` and :func:`check_model_fits`
+    use ``formats``."""
+    global _formats
+    _formats = formats
+
+
+def checkpoint_formats() -> CheckpointFormats:
+    """The :class:`CheckpointFormats` in use."""
+    return _formats
+
+
 def unloadable_checkpoint_error(path: str,
                                 error: Exception) -> CheckpointError:
     """Why torch's weights-only loader refused ``path`` (with ``error``),
     found out without running code from it: the file is unreadable
     (:func:`load_checkpoint_file` says why), or it holds objects other than
     tensors and training state; for an official release file, with the
-    converter command that makes an mmboat checkpoint of it."""
+    converter command that makes an mmboat checkpoint of it
+    (:class:`CheckpointFormats`)."""
     try:
         ckpt = load_checkpoint_file(path)
     except CheckpointError as e:
         return e
-    from mmboat.converters.core import what_checkpoint_is
     classes = opaque_classes(ckpt)
     if classes:
         shown = ', '.join(
@@ -261,7 +312,7 @@ def unloadable_checkpoint_error(path: str,
         lines = re.sub(r'\x1b\[[0-9;]*m', '', str(error)).splitlines() or ['']
         line = next((x for x in lines if 'WeightsUnpickler' in x), lines[0])
         objects = f'objects ({type(error).__name__}: {line.strip()})'
-    advice = what_checkpoint_is(ckpt, path) or (
+    advice = _formats.describe(ckpt, path, None) or (
         'Load only its weights: re-save them from a trusted environment, '
         "e.g. torch.save({'state_dict': model.state_dict()}, 'new.pth').")
     return UnsafeCheckpointError(
@@ -341,148 +392,6 @@ def compare_weights(own: Dict[str, torch.Tensor], state_dict: dict) -> Fit:
                [k for k in state_dict if k not in own], mismatched)
 
 
-#: The published ImageNet-1k checkpoints of the BOAT code release, per
-#: backbone type and preset: (model name, file name as published).
-PUBLISHED_CHECKPOINTS = {
-    'BOATSwinTransformer': {
-        'tiny': ('BOAT-Swin-T', 'tiny.pth'),
-        'small': ('BOAT-Swin-S', 'small.pth'),
-        'base': ('BOAT-Swin-B', 'base.pth'),
-    },
-    'BOATCSWinTransformer': {
-        'tiny': ('BOAT-CSWin-T', 'cswin_tiny.pth.tar'),
-        'small': ('BOAT-CSWin-S', 'cswin_small.pth.tar'),
-        'base': ('BOAT-CSWin-B', 'cswin_base.pth.tar'),
-    },
-}
-
-
-def published_checkpoint(
-        backbone: torch.nn.Module) -> Optional[Tuple[str, str]]:
-    """(model name, file name) of the published checkpoint with the
-    architecture of ``backbone``, or None when no release has it."""
-    cls = type(backbone)
-    arch = getattr(backbone, 'arch', None)
-    for preset, release in PUBLISHED_CHECKPOINTS.get(cls.__name__, {}).items():
-        expected = cls.parse_arch(preset)
-        if not isinstance(arch, dict):
-            arch = {k: getattr(backbone, k, None) for k in expected}
-        if all(arch.get(k) == v for k, v in expected.items()):
-            return release
-    return None
-
-
-def missing_checkpoint_message(backbone: torch.nn.Module, path: str,
-                               converter: str) -> str:
-    """Say that ``path`` is missing and which command makes it."""
-    release = published_checkpoint(backbone)
-    if release is None:
-        source = 'SRC.pth'
-        what = 'an official checkpoint of this architecture (SRC.pth)'
-    else:
-        source = release[1]
-        what = f'the published {release[0]} weights ({source})'
-    return (f'pretrained checkpoint {path} of {type(backbone).__name__} '
-            f'not found{looked_for(path)}. Convert {what} into it with:\n'
-            f'    python {converter} {source} {path}\n'
-            'or set the backbone\'s init_cfg=None to start from scratch.')
-
-
-def load_backbone_weights(backbone: torch.nn.Module,
-                          path: str,
-                          official_prefixes: Tuple[str, ...],
-                          converter: str,
-                          prefix: Optional[str] = None) -> None:
-    """Load an mmboat checkpoint into a backbone, every weight checked.
-
-    A missing file raises :class:`CheckpointError` with the converter
-    command that makes it (:func:`missing_checkpoint_message`). The file is
-    read with :func:`load_checkpoint_file`. An official release file (of
-    any family: :func:`mmboat.converters.core.official_formats`) is refused
-    with the command that converts it. With ``backbone.*`` keys (an mmboat
-    classifier checkpoint) only those are used; otherwise ``head.*`` /
-    ``neck.*`` are ignored. Output norms ``norm{i}`` may be absent (a
-    classifier has only the last one: they keep their fresh
-    initialisation) or unused; any other missing, unexpected or misshapen
-    weight raises :class:`CheckpointError` listing them all, and saying so
-    when they are the weights of another family.
-
-    Args:
-        backbone (nn.Module): the model to load into.
-        path (str): the checkpoint file.
-        official_prefixes (tuple[str]): key prefixes of unconverted files
-            beyond those of :data:`mmboat.converters.core.FORMATS`,
-            rejected with a pointer to ``converter``.
-        converter (str): the script that converts the backbone's family.
-        prefix (str, optional): use only the weights under this prefix,
-            stripped (``init_cfg``'s ``prefix``, as in MMEngine's
-            ``PretrainedInit``), e.g. ``'backbone.'``. Default: the rule
-            above.
-    """
-    from mmengine.logging import print_log
-
-    from mmboat.converters.core import official_formats, what_checkpoint_is
-    name = type(backbone).__name__
-    path = resolve_checkpoint_path(path)
-    if not os.path.isfile(path):
-        raise CheckpointNotFoundError(
-            missing_checkpoint_message(backbone, path, converter))
-    ckpt = load_checkpoint_file(path)
-    if official_formats(ckpt):
-        raise CheckpointError(what_checkpoint_is(ckpt, path, backbone))
-    state_dict = weights_of(ckpt, path, places=('state_dict', 'model'))
-    if any(k.startswith(official_prefixes) for k in state_dict):
-        raise CheckpointError(
-            f'{path} is in the official release layout, not mmboat\'s: '
-            f'convert it first with {converter}')
-    if prefix is not None and not any(
-            k.startswith(prefix) for k in state_dict):
-        raise CheckpointError(
-            f"{path} has no weights under init_cfg's prefix {prefix!r}; its " +
-            key_report('keys', sorted(state_dict), 3) +
-            'Remove `prefix` or set it to the one the file uses.')
-    prefix = 'backbone.' if prefix is None else prefix
-    if any(k.startswith(prefix) for k in state_dict):
-        state_dict = {
-            k[len(prefix):]: v
-            for k, v in state_dict.items() if k.startswith(prefix)
-        }
-    else:
-        state_dict = {
-            k: v
-            for k, v in state_dict.items()
-            if not k.startswith(('head.', 'neck.'))
-        }
-    own = backbone.state_dict()
-    fit = compare_weights(own, state_dict)
-    is_output_norm = re.compile(r'norm\d+\.').match
-    fresh = [k for k in fit.missing if is_output_norm(k)]
-    unused = [k for k in fit.unexpected if is_output_norm(k)]
-    fit = Fit([k for k in fit.missing if k not in fresh],
-              [k for k in fit.unexpected if k not in unused], fit.mismatched)
-    if fit:
-        other = what_checkpoint_is({'state_dict': state_dict}, path, backbone,
-                                   '')
-        advice = 'Give a checkpoint of this family.' if other else (
-            'Check arch and fsla_blocks against the checkpoint (its meta '
-            'says how it was converted).')
-        raise CheckpointError(f'{path} does not fit this {name}:\n' +
-                              (f'{other}\n' if other else '') + fit.report() +
-                              advice)
-    ours = {k: v for k, v in state_dict.items() if k in own}
-    backbone.load_state_dict(ours, strict=False)
-
-    def norms(keys):
-        return sorted({k.split('.')[0] for k in keys})
-
-    print_log(
-        f'{name}: loaded {len(state_dict) - len(unused)} tensors from {path}' +
-        (f'; output norms not in the checkpoint start fresh: '
-         f'{norms(fresh)}' if fresh else '') +
-        (f'; unused output norms: {norms(unused)}' if unused else ''),
-        logger='current')
-
-
 #: the config key that lets :func:`check_model_fits` load a checkpoint
 #: that does not fit (``--allow-partial`` of tools/train.py, tools/test.py)
 PARTIAL_LOAD_KEY = 'allow_partial_load'
@@ -494,8 +403,9 @@ def check_model_fits(model: torch.nn.Module,
                      revise_keys=(),
                      allow_partial: bool = False) -> None:
     """Refuse to load ``ckpt`` (read from ``path``) into a ``model`` that
-    holds an mmboat backbone unless its weights fit, name for name and
-    shape for shape.
+    holds an mmboat backbone (a module that the :class:`CheckpointFormats`
+    in use checks) unless its weights fit, name for name and shape for
+    shape.
 
     The names are those of ``ckpt['state_dict']`` (or its top level, as
     MMEngine reads them) after ``revise_keys`` (MMEngine's ``(pattern,
@@ -511,10 +421,9 @@ def check_model_fits(model: torch.nn.Module,
     """
     from mmengine.logging import print_log
 
-    from mmboat.converters.core import official_formats, what_checkpoint_is
-    from mmboat.models.backbones.base import BaseBOATBackbone
+    formats = _formats
     backbones = [(f'{n}.' if n else '', m) for n, m in model.named_modules()
-                 if isinstance(m, BaseBOATBackbone)]
+                 if formats.checks(m)]
     if not backbones:
         return
     state_dict = weights_of(ckpt, path)
@@ -527,8 +436,8 @@ def check_model_fits(model: torch.nn.Module,
     if not fit:
         return
     prefix, backbone = backbones[0]
-    what = what_checkpoint_is(ckpt, path, backbone, prefix)
-    # init_cfg (load_backbone_weights) takes the backbone's weights when
+    what = formats.describe(ckpt, path, backbone, prefix)
+    # init_cfg (the backbone's loader) takes the backbone's weights when
     # they fit but for the output norms
     in_backbone = re.compile(re.escape(prefix) + r'(?!norm\d+\.)').match
     if not what and prefix and any(map(in_backbone, state_dict)) and not any(
@@ -540,7 +449,7 @@ def check_model_fits(model: torch.nn.Module,
                f'({type(model).__name__} with a {type(backbone).__name__} '
                f'{prefix[:-1] or "backbone"}):\n' +
                (f'{what}\n' if what else '') +
-               ('' if official_formats(ckpt) else fit.report()))
+               ('' if formats.is_official(ckpt) else fit.report()))
     if allow_partial:
         print_log(
             message + f'{PARTIAL_LOAD_KEY} is set: the weights that fit are '

@@ -1,5 +1,4 @@
-"""Let MMEngine 0.10 load its own checkpoints on torch >= 2.6, and load
-configs that inherit mmboat's, ``_base_ = 'mmboat::...'``.
+"""Let MMEngine 0.10 load its own checkpoints on torch >= 2.6.
 
 MMEngine 0.10.x calls ``torch.load`` without ``weights_only``; since torch
 2.6 that means ``weights_only=True``, which refuses the objects MMEngine
@@ -18,27 +17,14 @@ release file to convert) is found out without running code from the file.
 with it and refuses a checkpoint that does not fit a model with an mmboat
 backbone, unless partial loading is asked for; MMEngine's Runner does the
 same through :class:`mmboat.engine.SafeCheckpointHook`, which configs
-declare. Nothing of MMEngine is replaced.
-
-:func:`register_config_package` lets a config inherit mmboat's configs the
-way it inherits mmdet's, ``_base_ = 'mmboat::boat_swin/x.py'``: from
-``mmboat/.mim/configs/boat_swin/x.py``, where ``pip install -e`` links and
-``pip install`` copies the repository's ``configs/``. MMEngine 0.10 refuses
-``pkg::`` for packages outside its ``MODULE2PACKAGE`` table
-(open-mmlab/mmengine#1410), finds a package from its distribution's
-location, which for a PEP 660 editable install is site-packages, where the
-package is not, and gives every typed dict of the inherited file that has
-no ``_scope_`` the scope ``mmboat``, which no registry has (a dataset of
-mmpretrain would then be looked up in MMEngine's root registry and not be
-found). mmboat's configs are mmdet / mmseg / mmpretrain configs, so they
-are loaded with no scope of their own: their ``default_scope`` applies, as
-when they are loaded by path.
+declare. Nothing of MMEngine is replaced. (Configs inherit mmboat's,
+``_base_ = 'mmboat::...'``, through MMEngine's own tables:
+:mod:`mmboat.registry`.)
 """
 import os.path as osp
 import pickle
 
 import torch
-from mmengine.config import Config
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import (_load_checkpoint,
                                         _load_checkpoint_to_model)
@@ -48,6 +34,7 @@ from .checkpoint import (CheckpointError, check_model_fits,
                          resolve_checkpoint_path, unloadable_checkpoint_error,
                          weights_of)
 
+#: the folder of the mmboat package
 PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
@@ -123,31 +110,3 @@ def load_weights_into(model: torch.nn.Module,
                      and not strict)
     return _load_checkpoint_to_model(
         model, checkpoint, strict, revise_keys=revise_keys)
-
-
-def register_config_package():
-    """Make MMEngine load ``mmboat::<path>`` from ``mmboat/.mim/configs``."""
-    resolve = Config._get_cfg_path
-    if getattr(resolve, 'resolves_mmboat', False):
-        return
-
-    def get_cfg_path(cfg_path, filename):
-        package, sep, name = cfg_path.partition('::')
-        if not sep or package != 'mmboat':
-            return resolve(cfg_path, filename)
-        configs = osp.join(PACKAGE_DIR, '.mim', 'configs')
-        if not osp.isdir(configs):
-            raise FileNotFoundError(
-                f'{PACKAGE_DIR} has no .mim/configs, so {cfg_path!r} (in '
-                f'{filename}) cannot be found: install mmboat with pip '
-                '(`pip install -e .` or `pip install .` in its repository), '
-                'which links or copies its configs there')
-        path = osp.join(configs, name)
-        if not osp.isfile(path):
-            raise FileNotFoundError(
-                f'{cfg_path!r} (in {filename}) does not exist: mmboat has '
-                f'no config {path}; its configs are under {configs}')
-        return path, None
-
-    get_cfg_path.resolves_mmboat = True
-    Config._get_cfg_path = staticmethod(get_cfg_path)

@@ -4,9 +4,9 @@ For one image and a model of an mmdet, mmsegmentation or mmpretrain config
 with a BOAT backbone, :func:`fsla_clusters` runs the image through the
 config's own test pipeline, data preprocessor and backbone, captures the
 input of the chosen FSLA blocks with forward hooks and clusters it with
-the block's own query projection and clustering
-(``FeatureSpaceLocalAttention._project_qkv`` / ``_cluster_queries``, i.e.
-:func:`~mmboat.models.layers.balanced_hierarchical_clustering`).
+the block's own query projection and clustering (FSLA's public steps
+``project_qkv`` and ``cluster_order``, i.e. the ``mmboat::cluster_order``
+op of :mod:`mmboat.ops`).
 :func:`draw_clusters` draws one block's clusters over the image: one panel
 per head (a colour per leaf cluster), and a tile with one query token, its
 leaf cluster and the overlap tokens it borrows from the sibling leaf.
@@ -31,9 +31,9 @@ import torch
 from PIL import Image
 
 from mmboat.models.backbones.base import BaseBOATBackbone
-from mmboat.models.layers import FeatureSpaceLocalAttention, cluster_layout
-from mmboat.models.layers.feature_space_attention import _key_windows
-from mmboat.models.validate import refuse
+from mmboat.models.layers import FeatureSpaceLocalAttention
+from mmboat.models.validate import refusal
+from mmboat.ops import key_windows
 
 HWShape = Tuple[int, int]
 RGB = Tuple[int, int, int]
@@ -98,14 +98,14 @@ class FSLAClusters:
         """The keys of ``token``'s query in ``head``: the tokens of its own
         leaf (itself included) and the overlap tokens of the sibling leaf,
         as two 1-D long tensors of token indices (the key window of
-        :func:`~mmboat.models.layers.feature_space_attention._key_windows`,
-        the one FSLA attends over)."""
+        :func:`mmboat.ops.key_windows`, the one FSLA attends over, see
+        ``FeatureSpaceLocalAttention.key_windows``)."""
         order = self.order[head]
         leaf = int(self.leaf_map()[head].view(-1)[token])
         own = order[leaf][order[leaf] >= 0]
         if self.overlap == 0:
             return own, own.new_empty(0)
-        window = _key_windows(order[None], self.overlap)[0, leaf]
+        window = key_windows(order[None], self.overlap)[0, leaf]
         keys = window[window >= 0]
         return own, keys[~torch.isin(keys, own)]
 
@@ -151,23 +151,25 @@ def select_fsla_blocks(
                               ('block', blocks, max(backbone.depths))):
         for v in values or ():
             if not 0 <= v < top:
-                refuse(ValueError, f'--{name}s', v,
-                       f'the backbone has {top} {name}s (0-{top - 1})',
-                       f'choose FSLA blocks among: {have}')
+                raise refusal(ValueError, f'--{name}s', v,
+                              f'the backbone has {top} {name}s (0-{top - 1})',
+                              f'choose FSLA blocks among: {have}')
     chosen = [
         (s, j) for s, j in found
         if (stages is None or s in stages) and (blocks is None or j in blocks)
     ]
     for s in stages or ():
         if not any(i == s for i, _ in found):
-            refuse(ValueError, '--stages', s, f'stage {s} has no FSLA block',
-                   f'choose --stages among those with FSLA blocks: {have}')
+            raise refusal(
+                ValueError, '--stages', s, f'stage {s} has no FSLA block',
+                f'choose --stages among those with FSLA blocks: {have}')
     for j in blocks or ():
         if not any(b == j for _, b in chosen):
             where = 'the chosen stages' if stages is not None else \
                 'any stage'
-            refuse(ValueError, '--blocks', j, f'block {j} has no FSLA in '
-                   f'{where}', f'choose FSLA blocks among: {have}')
+            raise refusal(ValueError, '--blocks', j,
+                          f'block {j} has no FSLA in '
+                          f'{where}', f'choose FSLA blocks among: {have}')
     return chosen
 
 
@@ -179,12 +181,13 @@ def check_heads(heads: Optional[Sequence[int]],
     if heads is None:
         return list(range(min(num_heads, MAX_DEFAULT_HEADS)))
     if not heads:
-        refuse(ValueError, '--heads', [], 'give at least one head',
-               f'choose heads among 0-{num_heads - 1} or leave --heads out')
+        raise refusal(
+            ValueError, '--heads', [], 'give at least one head',
+            f'choose heads among 0-{num_heads - 1} or leave --heads out')
     choices = '0' if num_heads == 1 else f'0-{num_heads - 1}'
     for h in heads:
         if not 0 <= h < num_heads:
-            refuse(
+            raise refusal(
                 ValueError, '--heads', h,
                 f'{where or "this block"} has {num_heads} head'
                 f'{"s" if num_heads > 1 else ""} ({choices})',
@@ -224,15 +227,16 @@ def capture_fsla_inputs(modules: Dict[BlockId, torch.nn.Module]):
 def cluster_fsla_input(fsla: FeatureSpaceLocalAttention,
                        x: torch.Tensor) -> Tuple[torch.Tensor, int]:
     """The FSLA module's own clustering of its input ``x`` (B, N, C): its
-    qkv projection and query clustering, as in its forward.
+    qkv projection and query clustering, as in its forward
+    (:meth:`~mmboat.models.layers.FeatureSpaceLocalAttention.project_qkv`,
+    ``cluster_order``).
 
     Returns ``order`` (B * h, G, m), the token of every slot of every leaf
     (``-1``: padding), and the overlap FSLA uses with it (its ``overlap``
-    capped as :func:`~mmboat.models.layers.cluster_layout` caps it).
+    capped, ``key_overlap``).
     """
-    order = fsla._cluster_queries(fsla._project_qkv(x))
-    layout = cluster_layout(x.shape[1], fsla.cluster_size, fsla.overlap, 'cpu')
-    return order, layout.overlap
+    order = fsla.cluster_order(fsla.project_qkv(x))
+    return order, fsla.key_overlap(x.shape[1])
 
 
 def _model_picture(batch: dict, input_hw: HWShape) -> np.ndarray:
@@ -440,23 +444,23 @@ def draw_clusters(picture: np.ndarray,
     query_head = heads[0] if query_head is None else \
         check_heads([query_head], clusters.num_heads, where)[0]
     if not 0 <= alpha <= 1:
-        refuse(ValueError, 'alpha', alpha, 'it is a blending weight',
-               'use a value in [0, 1], e.g. 0.55')
+        raise refusal(ValueError, 'alpha', alpha, 'it is a blending weight',
+                      'use a value in [0, 1], e.g. 0.55')
     H, W = clusters.hw_shape
     G = clusters.num_leaves
     stride = clusters.stride
     palette = leaf_palette(G) if palette is None else list(palette)
     if len(palette) < G:
-        refuse(ValueError, 'palette', f'{len(palette)} colours',
-               f'this block has {G} leaf clusters',
-               f'give at least {G} colours')
+        raise refusal(ValueError, 'palette', f'{len(palette)} colours',
+                      f'this block has {G} leaf clusters',
+                      f'give at least {G} colours')
     extent = (H * stride, W * stride)
     if query is None:
         query = (min(picture.shape[1], extent[1]) // 2,
                  min(picture.shape[0], extent[0]) // 2)
     qx, qy = query
     if not (0 <= qx < extent[1] and 0 <= qy < extent[0]):
-        refuse(
+        raise refusal(
             ValueError, '--query', tuple(query),
             f'the tokens of stage {clusters.stage} cover x in '
             f'[0, {extent[1]}) and y in [0, {extent[0]})',

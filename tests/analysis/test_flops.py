@@ -10,7 +10,7 @@ import mmboat  # noqa: F401  (registers the counting)
 from mmboat.analysis import cluster_order_macs
 from mmboat.models.backbones import BOATCSWinTransformer, BOATSwinTransformer
 from mmboat.models.layers import FeatureSpaceLocalAttention
-from mmboat.models.layers.clustering import _cluster
+from mmboat.ops.cluster_order import _cluster
 
 
 @pytest.mark.parametrize('N', [196, 143, 340, 30])

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mmboat.converters import FAMILIES, convert_boat_swin_checkpoint
+from mmboat.converters import CONVERTERS, convert_boat_swin_checkpoint
 from mmboat.converters.cli import build_parser
 from mmboat.models.backbones import BOATSwinTransformer
 from mmboat.utils import load_checkpoint_file
@@ -48,6 +48,6 @@ def test_wrong_arch(official, tmp_path):
 
 
 def test_arch_choices_are_the_presets():
-    parser = build_parser(FAMILIES['boat-swin'])
+    parser = build_parser(CONVERTERS['boat-swin'])
     arch = next(a for a in parser._actions if a.dest == 'arch')
     assert arch.choices == list(BOATSwinTransformer.arch_zoo)

@@ -360,3 +360,28 @@ def test_source_is_never_written(case, official, tmp_path):
     assert src.read_bytes() == before
     assert call_tool_main(case.script, src, src) != 0
     assert src.read_bytes() == before
+
+
+def test_each_family_is_described_once():
+    """The backbones and the converters read their family's facts (name,
+    presets, official prefixes, converter script, published files) from
+    its one description in mmboat.families."""
+    from mmboat.converters import CONVERTERS
+    from mmboat.families import FAMILIES
+    assert set(CONVERTERS) == set(FAMILIES) == {'boat-swin', 'boat-cswin'}
+    for key, family in FAMILIES.items():
+        backbone = family.backbone
+        assert backbone.__name__ == family.backbone_type
+        assert backbone.description is family
+        assert backbone.family == family.name
+        assert backbone.arch_zoo is family.arch_zoo
+        assert CONVERTERS[key].family is family
+    swin = BOATSwinTransformer(arch='small')
+    assert (swin.converter, swin.official_prefixes) == (
+        'tools/model_converters/boat_swin_to_mmboat.py', ('layers.',
+                                                          'patch_embed.'))
+    assert FAMILIES['boat-swin'].release(swin.arch) == ('BOAT-Swin-S',
+                                                        'small.pth')
+    cswin = BOATCSWinTransformer(
+        arch=dict(BOATCSWinTransformer.arch_zoo['tiny'], embed_dims=32))
+    assert FAMILIES['boat-cswin'].release(cswin.arch) is None

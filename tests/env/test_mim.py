@@ -3,7 +3,10 @@
 repository, with mmboat installed editable (what tools/setup_env.sh does)
 or from its source distribution (``pip install --target``, used through
 PYTHONPATH). Configs load in fresh interpreters whose cwd is outside the
-repository, so nothing of the checkout is importable by accident."""
+repository, so nothing of the checkout is importable by accident. MMEngine
+resolves ``mmboat::`` itself, from the entry mmboat adds to its package
+table, and builds the inherited dicts (scope ``mmboat``) with the
+registries of the config's default scope (mmboat/registry.py)."""
 import json
 import os
 import re
@@ -101,9 +104,7 @@ def check(tmp_path, package_dir, pythonpath=None):
     no_such = package_dir / '.mim' / 'configs' / 'boat_swin' / \
         'no-such-config.py'
     assert missing['error'] == (
-        "FileNotFoundError: 'mmboat::boat_swin/no-such-config.py' (in "
-        f'{folder / "missing.py"}) does not exist: mmboat has no config '
-        f'{no_such}; its configs are under {package_dir / ".mim/configs"}')
+        f'FileNotFoundError: file "{no_such}" does not exist')
     return base
 
 
@@ -154,19 +155,44 @@ def test_installed_package_inherits_its_copy(tmp_path, installed_mmboat):
     assert shipped and all((package / p).is_file() for p in shipped)
 
 
-def test_checkout_without_install_says_how_to_install(tmp_path):
-    # mmboat imported from a copy of the package that pip never installed
+def test_checkout_without_install_names_the_missing_mim_folder(tmp_path):
+    # mmboat imported from a copy of the package that pip never installed:
+    # MMEngine's error names the .mim folder that pip would have made
     ignore = shutil.ignore_patterns('.mim', '__pycache__', '*.pyc')
     shutil.copytree(
         REPO_ROOT / 'mmboat', tmp_path / 'src' / 'mmboat', ignore=ignore)
     folder, child, _ = load(tmp_path, tmp_path / 'src')
+    index = tmp_path / 'src' / 'mmboat' / '.mim' / 'model-index.yml'
     assert child == dict(
-        error=(
-            f'FileNotFoundError: {tmp_path / "src" / "mmboat"} has no '
-            ".mim/configs, so 'mmboat::" + CONFIG + "' (in "
-            f'{folder / "child.py"}) cannot be found: install mmboat with pip '
-            '(`pip install -e .` or `pip install .` in its repository), which '
-            'links or copies its configs there'))
+        error=("FileNotFoundError: [Errno 2] No such file or directory: "
+               f"'{index}'"))
+
+
+def test_inherited_dicts_build_as_when_loaded_by_path(tmp_path):
+    """MMEngine gives the typed dicts of a config inherited with
+    ``mmboat::`` the scope ``mmboat``; they are built with the registries
+    of the scope in use (here mmpretrain's, the config's default scope), as
+    the dicts of the config loaded by path are."""
+    from mmengine.config import Config
+    from mmengine.registry import DATASETS, TRANSFORMS, DefaultScope
+
+    import mmboat  # noqa: F401  (the package table and the mmboat scope)
+    tiny = 'tiny/boat-swin-nano_tiny-shapes.py'
+    folder = user_project(tmp_path, mine=f"_base_ = 'mmboat::{tiny}'\n")
+    inherited = Config.fromfile(folder / 'mine.py')
+    by_path = Config.fromfile(REPO_ROOT / 'configs' / tiny)
+    assert inherited.default_scope == 'mmpretrain'
+    dataset = inherited.train_dataloader.dataset
+    assert dataset.type == 'CustomDataset' and dataset._scope_ == 'mmboat'
+    assert {t._scope_ for t in inherited.train_pipeline} == {'mmboat'}
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        built = [type(TRANSFORMS.build(t)) for t in inherited.train_pipeline]
+        expected = [type(TRANSFORMS.build(t)) for t in by_path.train_pipeline]
+        with DATASETS.switch_scope_and_registry('mmboat') as registry:
+            dataset = registry.get('CustomDataset')
+    assert built == expected and len(built) == 3
+    from mmpretrain.registry import DATASETS as MMPRETRAIN_DATASETS
+    assert dataset is MMPRETRAIN_DATASETS.get('CustomDataset')
 
 
 @pytest.mark.slow

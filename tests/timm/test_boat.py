@@ -91,6 +91,21 @@ def test_registered():
             SWIN.name, arch=SWIN.small, init_cfg=dict(type='Pretrained'))
 
 
+def test_models_read_the_family_descriptions():
+    """The timm models of a family are its presets, built with its
+    backbone (mmboat.families)."""
+    from mmboat.families import FAMILIES
+    from mmboat.timm.boat import TIMM_FAMILIES
+    assert list(TIMM_FAMILIES.values()) == list(FAMILIES.values())
+    assert sorted(f'{prefix}_{preset}'
+                  for prefix, family in TIMM_FAMILIES.items()
+                  for preset in family.arch_zoo) == sorted(PRESETS)
+    with torch.device('meta'):
+        model = timm.create_model('boat_cswin_small', num_classes=0)
+    assert type(model.backbone) is FAMILIES['boat-cswin'].backbone
+    assert model.backbone.arch == FAMILIES['boat-cswin'].arch_zoo['small']
+
+
 @pytest.mark.parametrize(
     'name,count',
     [

@@ -164,3 +164,33 @@ def test_shipped_scheme_and_init_cfg_prefix(tmp_path, monkeypatch):
         type='Pretrained', checkpoint='mmboat://tiny/none.pth')
     with pytest.raises(CheckpointError, match='not found'):
         target.init_weights()
+
+
+def test_checkpoint_formats_are_those_of_the_converters(tmp_path):
+    """mmboat.utils knows no format: the converters' format detection is
+    installed by ``import mmboat``; the base names nothing and checks no
+    model."""
+    import mmboat  # noqa: F401
+    from mmboat.converters import OFFICIAL_FORMATS
+    from mmboat.models.backbones import BOATSwinTransformer
+    from mmboat.utils import (CheckpointFormats, check_model_fits,
+                              use_checkpoint_formats)
+    from mmboat.utils.checkpoint import checkpoint_formats
+    assert checkpoint_formats() is OFFICIAL_FORMATS
+    arch = dict(embed_dims=16, depths=(1, 1), num_heads=(1, 2))
+    model = torch.nn.ModuleDict(
+        dict(backbone=BOATSwinTransformer(arch=arch, out_indices=(1, ))))
+    official = {'model': {'layers.0.blocks.0.norm1.weight': torch.zeros(1)}}
+    assert OFFICIAL_FORMATS.checks(model['backbone'])
+    assert not OFFICIAL_FORMATS.checks(model)
+    assert OFFICIAL_FORMATS.is_official(official)
+    with pytest.raises(CheckpointError, match='boat_swin_to_mmboat.py'):
+        check_model_fits(model, official, 'tiny.pth')
+    base = CheckpointFormats()
+    assert not base.checks(model['backbone'])
+    assert base.describe(official, 'tiny.pth') == ''
+    try:
+        use_checkpoint_formats(base)
+        check_model_fits(model, official, 'tiny.pth')  # not checked
+    finally:
+        use_checkpoint_formats(OFFICIAL_FORMATS)

@@ -27,6 +27,7 @@ import sys
 import torch
 
 from mmboat.analysis.speed import MODES, load_config, measure, table
+from mmboat.analysis.tasks import describe_sizes
 
 
 def parse_args(argv=None):
@@ -42,8 +43,8 @@ def parse_args(argv=None):
         type=int,
         nargs=2,
         metavar=('H', 'W'),
-        help='input height and width (default: 800 1333 detection, 512 512 '
-        'segmentation, 224 224 classification)')
+        help='input height and width (default: the task\'s standard input, '
+        f'{describe_sizes()})')
     parser.add_argument(
         '--batch', type=int, default=2, help='images per step (default: 2)')
     parser.add_argument(

@@ -7,7 +7,7 @@ shift) in the same process, interleaved, and prints their
 forward and forward+backward times and the ratio FSLA / W-MSA. Report
 ratios: absolute times on shared machines are noisy.
 
-    python tools/analysis_tools/benchmark_fsla.py    # 224 and 800x1333
+    python tools/analysis_tools/benchmark_fsla.py    # 224x224 and 800x1280
     python tools/analysis_tools/benchmark_fsla.py --sizes 224x224 --batch 8
     python tools/analysis_tools/benchmark_fsla.py --device cuda --amp bf16
     python tools/analysis_tools/benchmark_fsla.py --no-compile   # eager only
@@ -30,10 +30,13 @@ Then the backbones (``--no-backbones`` skips them), measured as
 Mask R-CNN configs: BOAT-Swin-T against mmdet's Swin-T and BOAT-CSWin-T
 against the same backbone without FSLA blocks (CSWin-T), for a training
 step at 224 x 224, batch 8 (time and peak memory) and an inference step at
-800 x 1344, batch 1 (time), eager, with the ratio of their forward FLOPs
+800 x 1280, batch 1 (time), eager, with the ratio of their forward FLOPs
 at both inputs. Unless ``--no-compile``, the inference step again with
 every backbone compiled (``torch.compile``, static shapes; a few minutes
 of compilation per backbone on a CPU).
+
+Default sizes are the standard inputs of :data:`mmboat.analysis.TASKS`:
+classification (224 x 224) and detection (H x W 800 x 1280).
 """
 import argparse
 import statistics
@@ -43,6 +46,7 @@ from pathlib import Path
 
 import torch
 
+from mmboat.analysis.tasks import TASKS
 from mmboat.models.layers import (FeatureSpaceLocalAttention,
                                   PaddedShiftWindowMSA)
 from mmboat.utils.benchmark import timed
@@ -53,6 +57,9 @@ REPO = Path(__file__).resolve().parents[2]
 #: mmdet's SwinTransformer)
 BACKBONE_CONFIGS = ('configs/boat_swin/mask-rcnn_boat-swin-t_fpn_1x_coco.py',
                     'configs/boat_cswin/mask-rcnn_boat-cswin-t_fpn_1x_coco.py')
+#: the standard inputs, HxW: classification and detection
+CLS_SIZE, DET_SIZE = ('{}x{}'.format(*TASKS[scope].input_hw)
+                      for scope in ('mmpretrain', 'mmdet'))
 
 
 def parse_size(text):
@@ -105,8 +112,8 @@ def main():
     parser.add_argument(
         '--sizes',
         nargs='+',
-        default=['224x224', '800x1333'],
-        help='input image sizes HxW')
+        default=[CLS_SIZE, DET_SIZE],
+        help='input image sizes HxW (default: %(default)s)')
     parser.add_argument(
         '--batch',
         type=int,
@@ -138,7 +145,7 @@ def main():
         help='preset of both BOAT backbones (default: %(default)s)')
     parser.add_argument(
         '--backbone-train-size',
-        default='224x224',
+        default=CLS_SIZE,
         help='HxW of the backbone training step (default: %(default)s)')
     parser.add_argument(
         '--backbone-batch',
@@ -147,7 +154,7 @@ def main():
         help='batch of the backbone training step (default: %(default)s)')
     parser.add_argument(
         '--backbone-test-size',
-        default='800x1344',
+        default=DET_SIZE,
         help='HxW of the backbone inference step, batch 1 '
         '(default: %(default)s)')
     parser.add_argument(
@@ -185,10 +192,9 @@ def main():
             wmsa = build_wmsa(c, heads).to(device)
             x = torch.randn(batch, gh * gw, c, device=device)
             with torch.no_grad():  # the queries FSLA clusters
-                qkv = fsla._project_qkv(x)
-            fwd = bench_pair(
-                [wmsa, fsla, lambda *_: fsla._cluster_queries(qkv)], x,
-                (gh, gw), args.repeats, False, device, amp)
+                qkv = fsla.project_qkv(x)
+            fwd = bench_pair([wmsa, fsla, lambda *_: fsla.cluster_order(qkv)],
+                             x, (gh, gw), args.repeats, False, device, amp)
             flops = (
                 forward_flops(fsla, x,
                               (gh, gw)) / forward_flops(wmsa, x, (gh, gw)))

@@ -10,9 +10,9 @@ mmpretrain's own ``get_flops.py``, which count BOAT models the same way
 once ``mmboat`` is imported): multiply-adds of matrix products,
 convolutions, FSLA's clustering and attention (``mmboat.analysis.flops``),
 plus norms, upsampling and pooling. The model has random weights and runs
-its test forward in ``tensor`` mode on one image of H x W (the task's
-standard input by default: 1280 x 800 detection, 2048 x 512 segmentation,
-224 x 224 classification).
+its test forward in ``tensor`` mode on one image of H x W (by default the
+task's standard input, ``mmboat.analysis.TASKS``: 1280 x 800 detection,
+2048 x 512 segmentation, 224 x 224 classification, W x H).
 """
 import argparse
 import logging
@@ -21,6 +21,7 @@ from mmengine.analysis.print_helper import _format_size
 
 
 def parse_args(argv=None):
+    from mmboat.analysis.tasks import describe_sizes
     parser = argparse.ArgumentParser(
         description="Parameters and FLOPs of a config's model")
     parser.add_argument('config', help='config file')
@@ -30,7 +31,7 @@ def parse_args(argv=None):
         nargs='+',
         metavar='SIZE',
         help='input H W (or one size for a square), default: the '
-        "task's standard input")
+        f"task's standard input, {describe_sizes()}")
     parser.add_argument(
         '--show-table',
         action='store_true',
@@ -70,7 +71,7 @@ def main(argv=None):
     logger.setLevel(logging.ERROR)  # MMEngine's per-op warnings
     try:
         model = MODELS.build(cfg.model).eval()
-        hw = args.shape or TASKS[scope][1]
+        hw = args.shape or TASKS[scope].input_hw
         from rich.console import Console
         with Console(stderr=True).status(
                 f'tracing and counting {args.config} at {hw[0]} x {hw[1]} '

@@ -33,10 +33,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from mmboat.analysis import TASKS, load_task_config, standard_forward
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CONVERTERS = {
-    'BOATSwinTransformer': 'tools/model_converters/boat_swin_to_mmboat.py',
-    'BOATCSWinTransformer': 'tools/model_converters/boat_cswin_to_mmboat.py',
-}
 
 
 def parse_args(argv=None):
@@ -70,20 +66,20 @@ def count_flops(forward) -> int:
 
 def published_source(cfg, model):
     """(published file, model name, converted file, converter) of the
-    checkpoint that initialises the model, or None."""
-    from mmboat.utils.checkpoint import published_checkpoint
+    checkpoint that initialises the model, or None. The facts are those of
+    the backbone's family (:mod:`mmboat.families`)."""
+    from mmboat.families import family_of
     backbone = model.backbone
-    release = published_checkpoint(backbone)
-    converter = CONVERTERS.get(type(backbone).__name__)
+    family = family_of(backbone)
+    release = None if family is None else family.release(backbone.arch)
     # the releases have the default FSLA placement
-    if (release is None or converter is None
-            or cfg.model.backbone.get('fsla_blocks') is not None):
+    if (release is None or cfg.model.backbone.get('fsla_blocks') is not None):
         return None
     init_cfg = cfg.model.backbone.get('init_cfg') or {}
     # a classifier has no init_cfg: the published file is the model itself
-    target = init_cfg.get('checkpoint',
-                          f'checkpoints/{release[0].lower()}_in1k_mmboat.pth')
-    return release[1], release[0], target, converter
+    target = init_cfg.get(
+        'checkpoint', f'checkpoints/{release.model.lower()}_in1k_mmboat.pth')
+    return release.file, release.model, target, family.converter
 
 
 def measure(cfg):

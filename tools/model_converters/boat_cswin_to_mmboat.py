@@ -7,10 +7,11 @@ plain CSWin file becomes a BOAT-CSWin initialisation. See
 :mod:`mmboat.converters.cli`.
 """
 from mmboat.converters import cli
+from mmboat.families import BOAT_CSWIN
 
 
 def main(argv=None):
-    cli.main('boat-cswin', argv)
+    cli.main(BOAT_CSWIN.key, argv)
 
 
 if __name__ == '__main__':

@@ -6,10 +6,11 @@ SRC is in the Swin training format (weights under ``model``); a plain Swin
 file becomes a BOAT-Swin initialisation. See :mod:`mmboat.converters.cli`.
 """
 from mmboat.converters import cli
+from mmboat.families import BOAT_SWIN
 
 
 def main(argv=None):
-    cli.main('boat-swin', argv)
+    cli.main(BOAT_SWIN.key, argv)
 
 
 if __name__ == '__main__':

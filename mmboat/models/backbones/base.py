@@ -28,10 +28,11 @@ from mmcv.cnn.bricks.transformer import FFN
 from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import initialize, trunc_normal_
 
-from mmboat.utils import load_backbone_weights
+from mmboat.families import Family
 from ..layers import FeatureSpaceLocalAttention
-from ..validate import (check_backbone_args, check_image_batch, parse_arch,
+from ..validate import (check_backbone_args, image_batch_error, parse_arch,
                         parse_fsla_blocks, parse_fsla_cfg, parse_out_indices)
+from .loading import load_backbone_weights
 
 HWShape = Tuple[int, int]
 
@@ -226,22 +227,31 @@ class BaseBOATBackbone(BaseModule):
             over the family's :attr:`default_fsla_cfg`.
         init_cfg (dict, optional): see :meth:`init_weights`.
 
-    Every argument is checked by :mod:`.validate`, the same way for every
-    family: a bad value raises a ValueError or TypeError naming it, what
-    is allowed and the fix.
+    Every argument is checked by :mod:`.validate` when the backbone is
+    built, the same way for every family: a bad value raises a ValueError
+    or TypeError naming it, what is allowed and the fix.
     """
-    #: the family, for messages
+    #: the family's description (:mod:`mmboat.families`): its presets,
+    #: published files and the converter of its official files
+    description: Optional[Family] = None
+    #: the family, for messages (``description.name``)
     family: str = 'BOAT'
-    #: presets: name (lower case) -> arch dict
+    #: presets: name (lower case) -> arch dict (``description.arch_zoo``)
     arch_zoo: Dict[str, dict] = {}
     #: keys of an arch dict: ``embed_dims``, then one value per stage each
     arch_keys: Tuple[str, ...] = ('embed_dims', 'depths', 'num_heads')
     #: FSLA options of the published models; the rest are FSLA's defaults
     default_fsla_cfg: dict = {}
-    #: key prefixes of the family's unconverted official files
-    official_prefixes: Tuple[str, ...] = ()
-    #: the script that converts the official files
-    converter: str = ''
+
+    @property
+    def official_prefixes(self) -> Tuple[str, ...]:
+        """Key prefixes of the family's unconverted official files."""
+        return self.description.official_prefixes
+
+    @property
+    def converter(self) -> str:
+        """The script that converts the family's official files."""
+        return self.description.converter
 
     def __init__(self,
                  arch: Union[str, dict],
@@ -348,11 +358,13 @@ class BaseBOATBackbone(BaseModule):
         """(B, in_channels, H, W) images -> for each of the first
         ``num_stages`` stages (None: all), the output of its last block,
         (B, H_i * W_i, C_i) before the merge and the output norm, with its
-        grid (H_i, W_i). The input is checked first
-        (:func:`.validate.check_image_batch`: shapes, dtypes and devices
-        only)."""
-        check_image_batch(x, self.in_channels,
-                          next(self.patch_embed.parameters()), self.family)
+        grid (H_i, W_i). Only the shape of the input is checked (a 4-D
+        batch of ``in_channels``, H, W >= 1): one condition that compile
+        and export trace; a dtype or device other than the weights' is
+        refused by the stem's own layers."""
+        if x.ndim != 4 or x.shape[1] != self.in_channels or \
+                x.shape[2] < 1 or x.shape[3] < 1:
+            raise image_batch_error(x.shape, self.in_channels, self.family)
         x, hw_shape = self.patch_embed(x)
         outs = []
         for stage in list(self.stages)[:num_stages]:
@@ -364,8 +376,8 @@ class BaseBOATBackbone(BaseModule):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """(B, in_channels, H, W) images -> one (B, C_i, H_i, W_i) map per
         stage of ``out_indices``, through its norm ``norm{i}``; an empty
-        batch (B = 0) gives empty maps. The input is checked first
-        (:meth:`forward_stages`)."""
+        batch (B = 0) gives empty maps (input shapes are checked by
+        :meth:`forward_stages`)."""
         return tuple(
             tokens_to_map(getattr(self, f'norm{i}')(out), hw_shape)
             for i, (out, hw_shape) in enumerate(self.forward_stages(x))
@@ -390,7 +402,7 @@ class BaseBOATBackbone(BaseModule):
         - None: nothing more;
         - ``dict(type='Pretrained', checkpoint=PATH)``: the file is read
           with :func:`mmboat.utils.load_checkpoint_file` (no code from it
-          runs) and loaded by :func:`mmboat.utils.load_backbone_weights`.
+          runs) and loaded by :meth:`load_weights`.
           Its ``state_dict`` may be a backbone's, a classifier's or a
           detector's: with ``backbone.`` keys (or those under
           ``init_cfg``'s ``prefix``) only those are used, otherwise
@@ -418,11 +430,15 @@ class BaseBOATBackbone(BaseModule):
             self.init_cfg = cfg
         self._init_from_scratch()
         if pretrained:
-            load_backbone_weights(self, cfg['checkpoint'],
-                                  self.official_prefixes, self.converter,
-                                  cfg.get('prefix'))
+            self.load_weights(cfg['checkpoint'], cfg.get('prefix'))
         elif cfg is not None:
             initialize(self, cfg)
+
+    def load_weights(self, checkpoint: str, prefix: Optional[str] = None):
+        """Load an mmboat checkpoint, every weight checked
+        (:func:`.loading.load_backbone_weights`): what ``init_cfg=dict(
+        type='Pretrained', checkpoint=checkpoint, prefix=prefix)`` loads."""
+        load_backbone_weights(self, checkpoint, prefix)
 
     def _init_from_scratch(self):
         for m in self.modules():

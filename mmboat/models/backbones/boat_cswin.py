@@ -16,6 +16,7 @@ in :mod:`mmboat.models.layers.embedding`; the rest is
 """
 from typing import Optional, Sequence, Union
 
+from mmboat.families import BOAT_CSWIN
 from mmboat.registry import MODELS
 from ..layers import ConvMerging, ConvStem, CrossShapedWindowAttention
 from ..validate import check_even_heads
@@ -42,7 +43,8 @@ class BOATCSWinTransformer(BaseBOATBackbone):
 
     Args:
         arch (str | dict): ``'tiny'``, ``'small'``, ``'base'`` (see
-            :attr:`arch_zoo`) or a dict with keys ``embed_dims`` (int),
+            :attr:`arch_zoo`, from :data:`mmboat.families.BOAT_CSWIN`) or
+            a dict with keys ``embed_dims`` (int),
             ``depths``, ``num_heads``, ``split_sizes`` (one int per stage).
             The last stage always uses full attention. Default: 'tiny'.
         in_channels (int): input channels. Default: 3.
@@ -63,21 +65,11 @@ class BOATCSWinTransformer(BaseBOATBackbone):
         x: (B, in_channels, H, W); returns a tuple with, for every index in
         ``out_indices``, a (B, C_i, H_i, W_i) map, ``C_i = embed_dims * 2**i``.
     """
-    # yapf: disable
-    arch_zoo = {
-        'tiny': dict(embed_dims=64, depths=(1, 2, 21, 1),
-                     num_heads=(2, 4, 8, 16), split_sizes=(1, 2, 7, 7)),
-        'small': dict(embed_dims=64, depths=(2, 4, 32, 2),
-                      num_heads=(2, 4, 8, 16), split_sizes=(1, 2, 7, 7)),
-        'base': dict(embed_dims=96, depths=(2, 4, 32, 2),
-                     num_heads=(4, 8, 16, 32), split_sizes=(1, 2, 7, 7)),
-    }
-    # yapf: enable
-    family = 'BOAT-CSWin'
+    description = BOAT_CSWIN
+    family = BOAT_CSWIN.name
+    arch_zoo = BOAT_CSWIN.arch_zoo
     arch_keys = ('embed_dims', 'depths', 'num_heads', 'split_sizes')
     default_fsla_cfg = dict(qk_scale=1.0)
-    official_prefixes = ('stage1_conv_embed.', 'layers.')
-    converter = 'tools/model_converters/boat_cswin_to_mmboat.py'
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',

@@ -14,6 +14,7 @@ The stem is Swin's 4 x 4 patch embedding, the merge its 2 x 2 patch merging
 """
 from typing import Optional, Sequence, Tuple, Union
 
+from mmboat.families import BOAT_SWIN
 from mmboat.registry import MODELS
 from ..layers import PaddedShiftWindowMSA, PatchStem, UnfoldMerging
 from ..validate import check_image_size, check_int
@@ -58,7 +59,8 @@ class BOATSwinTransformer(BaseBOATBackbone):
     any input size (padded to windows and merges inside), LayerNorm
     ``norm{i}`` on every output stage, ``frozen_stages``, ``with_cp``.
 
-    Presets (``arch``; ImageNet-1k drop path 0.2 / 0.3 / 0.5):
+    Presets (``arch``, from :data:`mmboat.families.BOAT_SWIN`; ImageNet-1k
+    drop path 0.2 / 0.3 / 0.5):
 
     ======  ==========  ===========  =============
     arch    embed_dims  depths       num_heads
@@ -94,20 +96,11 @@ class BOATSwinTransformer(BaseBOATBackbone):
         of ``out_indices``, (B, embed_dims * 2**i, ceil(H / 2**(i+2)),
         ceil(W / 2**(i+2))).
     """
-    # yapf: disable
-    arch_zoo = {
-        'tiny': dict(embed_dims=96, depths=(2, 2, 6, 2),
-                     num_heads=(3, 6, 12, 24)),
-        'small': dict(embed_dims=96, depths=(2, 2, 18, 2),
-                      num_heads=(3, 6, 12, 24)),
-        'base': dict(embed_dims=128, depths=(2, 2, 18, 2),
-                     num_heads=(4, 8, 16, 32)),
-    }
-    # yapf: enable
-    family = 'BOAT-Swin'
-    official_prefixes = ('layers.', 'patch_embed.proj.')
-    converter = 'tools/model_converters/boat_swin_to_mmboat.py'
+    description = BOAT_SWIN
+    family = BOAT_SWIN.name
+    arch_zoo = BOAT_SWIN.arch_zoo
     patch_size = 4
+    published_fsla_blocks = staticmethod(published_fsla_blocks)
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',

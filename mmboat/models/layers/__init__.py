@@ -1,5 +1,5 @@
-from .clustering import (ClusterLayout, balanced_hierarchical_clustering,
-                         cluster_layout, num_cluster_levels)
+from mmboat.ops import (ClusterLayout, balanced_hierarchical_clustering,
+                        cluster_layout, num_cluster_levels)
 from .embedding import ConvMerging, ConvStem, PatchStem, UnfoldMerging
 from .feature_space_attention import FeatureSpaceLocalAttention
 from .lepe import LePE

@@ -14,7 +14,6 @@ import torch.nn as nn
 
 from mmboat.models.backbones import BOATCSWinTransformer, BOATSwinTransformer
 from mmboat.models.layers import num_cluster_levels
-from mmboat.models.validate import check_image_batch
 from mmboat.utils import CheckpointError
 from tests.helpers import fsla_map
 
@@ -150,14 +149,18 @@ def test_input_of_another_dtype_under_autocast(family):
             assert all(o.dtype == torch.bfloat16 for o in outs)
 
 
-def test_input_checks_read_no_values(family):
-    """The input checks use shapes, dtypes and devices only (no sync with
-    the device): they pass on meta tensors, whose values cannot be read."""
+def test_forward_reads_no_values(family):
+    """The forward pass, its input check included, reads shapes only (no
+    sync with the device): it runs on meta tensors, whose values cannot
+    be read."""
     with torch.device('meta'):
-        model = build(family, init=False)
+        model = build(family, init=False).eval()
         x = torch.empty(2, 3, 64, 48)
-    check_image_batch(x, model.in_channels,
-                      next(model.patch_embed.parameters()), model.family)
+    dims = family.arch['embed_dims']
+    outs = model(x)
+    assert [tuple(o.shape) for o in outs
+            ] == [(2, dims * 2**i, *hw)
+                  for i, hw in enumerate(family.expected_hw(64, 48))]
 
 
 def test_out_indices(family):

@@ -6,9 +6,10 @@ import torch.nn.functional as F
 
 from mmboat.models.layers import (balanced_hierarchical_clustering,
                                   cluster_layout, num_cluster_levels)
-from mmboat.models.layers.clustering import (EXPORT_DECOMPOSITIONS,
-                                             _cached_layout, _group_argsort,
-                                             cluster_order_decomposition)
+from mmboat.ops import (EXPORT_DECOMPOSITIONS, cluster_order_decomposition,
+                        key_overlap)
+from mmboat.ops.cluster_layout import _cached_layout
+from mmboat.ops.cluster_order import _group_argsort
 
 
 @pytest.mark.parametrize('N,S', [(3136, 49), (100, 49), (143, 49), (340, 49),
@@ -66,8 +67,18 @@ def test_overlap_is_capped_at_the_smallest_leaf():
     # 23 tokens, S = 8: 2 levels, leaves of 6, 6, 6 and 5 real tokens
     layout = cluster_layout(23, 8, 7, 'cpu')
     assert layout.leaf_valid.sum(-1).tolist() == [6, 6, 6, 5]
-    assert layout.overlap == 5
+    assert layout.overlap == key_overlap(23, 8, 7) == 5
     assert layout.key_valid.shape == (4, 6 + 5)
+
+
+def test_the_layout_caps_the_overlap_with_key_overlap():
+    # the one cap, floor(N / 2**L) real tokens, 0 with a single leaf
+    for N in range(1, 400, 3):
+        for S, overlap in ((49, 20), (8, 7), (4, 3)):
+            L = num_cluster_levels(N, S)
+            expected = min(overlap, N // 2**L) if L else 0
+            assert key_overlap(N, S, overlap) == expected
+            assert cluster_layout(N, S, overlap, 'cpu').overlap == expected
 
 
 def test_one_layout_cache_for_every_spelling_of_a_device():

@@ -2,10 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmboat.models.layers import FeatureSpaceLocalAttention
-from mmboat.models.layers import feature_space_attention as fsla_module
-from mmboat.models.layers import num_cluster_levels
-from mmboat.models.layers.feature_space_attention import _slot_maps
+from mmboat.models.layers import FeatureSpaceLocalAttention, num_cluster_levels
+from mmboat.ops import cluster_gather, slot_maps
 from tests.helpers import reference_fixture, rel_err
 
 
@@ -202,6 +200,47 @@ def test_wrong_grid_raises():
         m(torch.randn(1, 50, 32, dtype=torch.float64), (7, 7))
 
 
+@pytest.mark.parametrize('hw, kwargs', [((14, 14), {}), ((13, 11), {}),
+                                        ((6, 7), {}),
+                                        ((3, 11), {
+                                            'cluster_size': 8,
+                                            'overlap': 7
+                                        })])
+def test_public_steps_are_those_of_the_forward_pass(hw, kwargs):
+    """project_qkv, cluster_order, key_overlap and key_windows: the
+    projections, leaves and key windows the forward pass attends over
+    (a forward recomputed from them matches it)."""
+    m = build(32, 4, **kwargs)
+    torch.manual_seed(7)
+    B, N, h, d = 2, hw[0] * hw[1], 4, 8
+    x = torch.randn(B, N, 32, dtype=torch.float64)
+    with torch.no_grad():
+        qkv = m.project_qkv(x)
+        assert qkv.shape == (B, N, h, 3, d)
+        q, k, v = m.qkv(x).view(B, N, 3, h, d).unbind(2)
+        assert torch.equal(qkv[..., 0, :], q)
+        order = m.cluster_order(qkv)
+        G = 2**num_cluster_levels(N, m.cluster_size)
+        assert order.shape == (B * h, G, -(-N // G))
+        o = m.key_overlap(N)
+        assert o == (min(m.overlap, N // G) if G > 1 else 0)
+        windows = m.key_windows(order, N)
+        assert windows.shape == (B * h, G, order.shape[2] + o)
+        # attention of every leaf over its key window (padding masked)
+        out = torch.zeros(B * h, N, d, dtype=x.dtype)
+        q, k, v = (t.transpose(1, 2).reshape(B * h, N, d) for t in (q, k, v))
+        for row in range(B * h):
+            for leaf in range(G):
+                queries = order[row, leaf][order[row, leaf] >= 0]
+                keys = windows[row, leaf][windows[row, leaf] >= 0]
+                att = torch.softmax(q[row, queries] @ k[row, keys].T * m.scale,
+                                    -1)
+                out[row, queries] = att @ v[row, keys]
+        out = out.view(B, h, N, d).transpose(1, 2).reshape(B, N, 32)
+        ref = m.proj(out + m._lepe(qkv, hw))
+        assert rel_err(m(x, hw), ref) < 1e-12
+
+
 @pytest.mark.parametrize('hw', [(14, 14), (13, 11), (6, 7)])
 def test_slot_maps_are_inverse_row_maps(hw):
     m = build(32, 4)
@@ -209,12 +248,14 @@ def test_slot_maps_are_inverse_row_maps(hw):
     N = hw[0] * hw[1]
     x = torch.randn(2, N, 32, dtype=torch.float64)
     with torch.no_grad():
-        order = m._cluster_queries(m._project_qkv(x))
-    maps = _slot_maps(order, N, 4)
+        order = m.cluster_order(m.project_qkv(x))
+    real = (order >= 0).view(-1)
+    maps = slot_maps(order, N, 4, padded=not real.all())
     rows = torch.arange(2 * N * 4)
     assert torch.equal(maps.token_of_slot[maps.slot_of_token], rows)
-    real = (order >= 0).view(-1)
     assert (maps.real_slots is None) == bool(real.all())
+    if maps.real_slots is not None:
+        assert torch.equal(maps.real_slots.view(-1), real)
     slots = torch.arange(real.numel())[real]
     assert torch.equal(maps.slot_of_token[maps.token_of_slot[slots]], slots)
 
@@ -224,7 +265,7 @@ def test_lepe_is_get_v_on_the_values_in_image_order():
     torch.manual_seed(6)
     x = torch.randn(2, 6 * 7, 32, dtype=torch.float64)
     with torch.no_grad():
-        out = m._lepe(m._project_qkv(x), (6, 7))
+        out = m._lepe(m.project_qkv(x), (6, 7))
         v = m.qkv(x).view(2, 42, 3, 32)[:, :, 2]
         ref = m.get_v(v.transpose(1, 2).reshape(2, 32, 6, 7))
     torch.testing.assert_close(
@@ -329,7 +370,7 @@ def test_cluster_qkv_matches_frozen_gather_bit_for_bit(monkeypatch, dtype, hw,
     torch.manual_seed(3)
     x = torch.randn(batch, hw[0] * hw[1], 24, dtype=dtype)
     new = _outputs_and_grads(m, x, hw)
-    monkeypatch.setattr(fsla_module, '_ClusterQKV', _FrozenClusterQKV)
+    monkeypatch.setattr(cluster_gather, '_ClusterQKV', _FrozenClusterQKV)
     old = _outputs_and_grads(m, x, hw)
     assert len(new) == len(old)
     for a, b in zip(new, old):
