@@ -82,6 +82,11 @@ def test_bad_config_and_shape(tool_main, tmp_path, capsys):
         tool_main(cls, '--shape', 0, 64)
     with pytest.raises(SystemExit, match='--batch 0: must be at least 1'):
         tool_main(cls, '--batch', 0)
+    # the device check the demo and the inferencers use
+    with pytest.raises(SystemExit, match="device 'cuda:7'"):
+        tool_main(cls, '--device', 'cuda:7')
+    with pytest.raises(SystemExit, match="device 'gpu' is not a device"):
+        tool_main(cls, '--device', 'gpu')
     stock = tmp_path / 'stock_swin.py'
     stock.write_text(f"_base_ = '{cls}'\nmodel = dict(backbone=dict("
                      "_delete_=True, type='SwinTransformer'))\n")

@@ -28,6 +28,7 @@ import torch
 
 from mmboat.analysis.speed import MODES, load_config, measure, table
 from mmboat.analysis.tasks import describe_sizes
+from mmboat.apis.inference import check_device
 
 
 def parse_args(argv=None):
@@ -84,10 +85,8 @@ def check_args(args):
                              f'least 1, e.g. --{name} 2')
     if args.warmup < 0:
         raise ValueError(f'--warmup {args.warmup}: must be 0 or more')
+    check_device(args.device)  # a name, and a device this machine has
     device = torch.device(args.device)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f'--device {args.device}: CUDA is not available '
-                         'here; use --device cpu')
     if device.type not in ('cpu', 'cuda'):
         raise ValueError(f'--device {args.device}: only cpu and cuda are '
                          'measured')
