@@ -9,7 +9,7 @@ messages name (:func:`mmboat.utils.use_checkpoint_formats`). It does not
 import timm (``import mmboat.timm`` does).
 """
 from . import datasets  # noqa: F401  (registers the stream)
-from . import engine  # noqa: F401  (registers the hook, loop, runner)
+from . import engine  # noqa: F401  (registers the hooks and the loop)
 from . import models  # noqa: F401  (registers the backbones)
 from .analysis import register_flop_counting
 from .converters import OFFICIAL_FORMATS

@@ -5,8 +5,9 @@ function of pytest's ``tmp_path`` that does what a user might do with a bad
 input; the test asserts that it raises ``error type`` with a message that
 contains ``message fragment`` (case-insensitive). For command-line tools the
 action raises ``ToolFailed`` (the tool's exit code and output) when the tool
-exits non-zero, so the same table holds them. The README section "What
-mmboat refuses, and why" points here: this list is the documentation.
+exits non-zero, so the same table holds them. The section "What mmboat
+refuses, and why" of docs/checkpoints.md points here: this list is the
+documentation.
 """
 import re
 

@@ -3,8 +3,10 @@ metafile.yml``, imported by the root ``model-index.yml``, which the
 installed package carries in ``mmboat/.mim/`` for ``mim search mmboat``.
 
 Every zoo config has exactly one entry; parameters and FLOPs are those of
-the README's model-zoo table; accuracies, where an entry has any, are
-numbers in a plausible range for their task."""
+the model-zoo tables (docs/benchmarks.md, the config READMEs, the root
+README's ImageNet table); accuracies, where an entry has any, are numbers
+in a plausible range for their task, and the config READMEs and the root
+README give the same numbers (n/a where the metafile has none)."""
 import os
 import re
 import shutil
@@ -66,19 +68,102 @@ def kind_of(name):
     return kinds[0]
 
 
-def readme_zoo_table():
+def markdown_tables(text):
+    """Every table of a markdown text, as a list of ``{header: cell}``
+    rows (cells stripped)."""
+    tables, lines = [], text.splitlines()
+
+    def cells(line):
+        return [c.strip() for c in line.strip().strip('|').split('|')]
+
+    k = 0
+    while k + 1 < len(lines):
+        sep = lines[k + 1].strip()
+        if lines[k].startswith('|') and re.fullmatch(r'\|[\s:|-]+\|', sep):
+            header, rows, k = cells(lines[k]), [], k + 2
+            while k < len(lines) and lines[k].startswith('|'):
+                rows.append(dict(zip(header, cells(lines[k]))))
+                k += 1
+            tables.append(rows)
+        else:
+            k += 1
+    return tables
+
+
+def benchmarks_zoo_table():
     """``{config name: (params in M, GFLOPs)}`` from the model-zoo table of
-    the root README, as the strings written there."""
-    row = re.compile(r'^\| \[([^\]]+)\]\((configs/[^)]+\.py)\) \| [^|]+ \| '
-                     r'([\d.]+) \| ([\d.]+) \(\d+ x \d+\) \|')
+    docs/benchmarks.md (the output of tools/analysis_tools/model_zoo.py),
+    as the strings written there."""
+    row = re.compile(r'^\| \[([^\]]+)\]\(\.\./(configs/[^)]+\.py)\) \| '
+                     r'[^|]+ \| ([\d.]+) \| ([\d.]+) \(\d+ x \d+\) \|')
     table = {}
-    for line in (REPO_ROOT / 'README.md').read_text().splitlines():
+    text = (REPO_ROOT / 'docs' / 'benchmarks.md').read_text()
+    for line in text.splitlines():
         m = row.match(line)
         if m:
             name, path, params, gflops = m.groups()
             assert path == f'configs/{path.split("/")[1]}/{name}.py', line
             table[name] = (params, gflops)
     return table
+
+
+# the accuracy columns of the config READMEs and the metric of each
+README_METRICS = {
+    'Top-1 (%)': 'Top 1 Accuracy',
+    'box AP': 'box AP',
+    'mask AP': 'mask AP',
+    'mIoU': 'mIoU',
+}
+
+
+def config_readme_rows():
+    """``{config name: row}`` of the result tables of both config READMEs:
+    each row links its config as ``[config](./NAME.py)``."""
+    rows = {}
+    for fam in FAMILIES:
+        text = (REPO_ROOT / 'configs' / fam / 'README.md').read_text()
+        for table in markdown_tables(text):
+            for row in table:
+                m = re.fullmatch(r'\[config\]\(\./([^)]+)\.py\)',
+                                 row.get('Config', ''))
+                if m:
+                    assert m.group(1) not in rows, m.group(1)
+                    rows[m.group(1)] = row
+    return rows
+
+
+def root_readme_rows():
+    """``{ImageNet config name: row}`` of the root README's model-zoo table
+    (one row per model, e.g. ``BOAT-Swin-T`` for
+    ``boat-swin-t_16xb64_in1k``)."""
+    rows = {}
+    text = (REPO_ROOT / 'README.md').read_text()
+    for table in markdown_tables(text):
+        for row in table:
+            m = re.fullmatch(r'BOAT-(Swin|CSWin)-([TSB])',
+                             row.get('model', ''))
+            if m:
+                fam, size = m.group(1).lower(), m.group(2).lower()
+                rows[f'boat-{fam}-{size}_16xb64_in1k'] = row
+    return rows
+
+
+def metrics_of(model):
+    """``{metric: value}`` of a metafile entry's results."""
+    return {
+        metric: value
+        for result in model.get('Results') or []
+        for metric, value in result['Metrics'].items()
+    }
+
+
+def assert_accuracy_cell(cell, value, where):
+    """A table cell gives the metafile's value, or n/a when it has none."""
+    if value is None:
+        assert cell == 'n/a', f'{where}: {cell!r}, the metafile has none'
+    else:
+        assert cell != 'n/a' and float(cell) == value, \
+            f'{where}: {cell!r}, the metafile has {value}'
 
 
 def scaled(decimal, scale):
@@ -147,14 +232,59 @@ def test_results_are_plausible_numbers():
                 assert low <= value <= high, where
 
 
-def test_params_and_flops_are_the_readme_table():
-    table = readme_zoo_table()
+def test_params_and_flops_are_the_benchmarks_table():
+    table = benchmarks_zoo_table()
     assert sorted(table) == sorted(m['Name'] for m in all_models())
     for model in all_models():
         params, gflops = table[model['Name']]
         meta = model['Metadata']
         assert meta['Parameters'] == scaled(params, 10**6), model['Name']
         assert meta['FLOPs'] == scaled(gflops, 10**9), model['Name']
+
+
+def test_config_readmes_give_the_metafile_numbers():
+    """Params, FLOPs and accuracies of every config README row are its
+    metafile entry's; every metric of an entry has its column."""
+    rows = config_readme_rows()
+    assert sorted(rows) == sorted(m['Name'] for m in all_models())
+    for model in all_models():
+        name, row, meta = model['Name'], rows[model['Name']], model['Metadata']
+        assert scaled(row['Params (M)'], 10**6) == meta['Parameters'], name
+        assert scaled(row['FLOPs (G)'], 10**9) == meta['FLOPs'], name
+        metrics = metrics_of(model)
+        columns = [c for c in README_METRICS if c in row]
+        assert columns, f'{name}: no accuracy column'
+        assert set(metrics) <= {README_METRICS[c] for c in columns}, name
+        for column in columns:
+            assert_accuracy_cell(row[column],
+                                 metrics.get(README_METRICS[column]),
+                                 f'{name}, {column}')
+
+
+def test_root_readme_zoo_table_gives_the_metafile_numbers():
+    """The root README's table: one row per ImageNet model, with its params,
+    FLOPs and top-1 as in the metafile (n/a without a result)."""
+    rows = root_readme_rows()
+    in1k = [m for m in all_models() if m['Name'].endswith('_in1k')]
+    assert sorted(rows) == sorted(m['Name'] for m in in1k)
+    for model in in1k:
+        name, row, meta = model['Name'], rows[model['Name']], model['Metadata']
+        assert scaled(row['params (M)'], 10**6) == meta['Parameters'], name
+        assert scaled(row['FLOPs (G)'], 10**9) == meta['FLOPs'], name
+        assert_accuracy_cell(row['top-1 (%)'],
+                             metrics_of(model).get('Top 1 Accuracy'), name)
+        fam = name.split('-')[1]
+        assert f'(configs/boat_{fam}/README.md)' in row['configs'], name
+
+
+def test_accuracies_name_their_source():
+    """Where a metafile has results, the config README names the table of
+    the BOAT paper they come from."""
+    for fam in FAMILIES:
+        models = read_yaml(f'configs/{fam}/metafile.yml')['Models']
+        if any(metrics_of(m) for m in models):
+            readme = (REPO_ROOT / 'configs' / fam / 'README.md').read_text()
+            assert re.search(r'BOAT paper, Table \d+', readme), fam
 
 
 def run_mim(*args):

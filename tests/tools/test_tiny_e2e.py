@@ -4,7 +4,7 @@ with tools/train.py and validates with the real evaluator (COCO bbox + segm
 mAP, mIoU, top-1), then tools/test.py reloads the saved checkpoint and
 evaluates it. The detector trains its full schedule (about 10 minutes on
 2 cores) and must score clearly above an untrained one (COCO mAP 0.0);
-see the README for what each tiny config reaches."""
+docs/benchmarks.md gives what each tiny config reaches."""
 import os
 import re
 import subprocess
