@@ -10,6 +10,7 @@ refuses, and why" of docs/checkpoints.md points here: this list is the
 documentation.
 """
 import re
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,8 @@ class ToolFailed(Exception):
 # families, mmboat/models/validate.py; a forward pass only checks the
 # shape of its input (one condition that compile and export trace), and
 # PyTorch's own layers refuse another dtype or device than the weights'
-# with their own messages. Legitimate inputs are not refused
+# with their own messages (FSLA called directly checks its tokens' dtype
+# itself, from metadata only). Legitimate inputs are not refused
 # and have behaviour tests instead: an empty batch (0, 3, H, W) gives
 # empty outputs (tests/models/backbones/test_backbone_contract.py, and
 # (0, N, C) in tests/models/layers/test_feature_space_attention.py), and
@@ -74,15 +76,21 @@ def _model_meta_weights(family):
     model(torch.randn(1, 3, 32, 32))
 
 
-def _model_fsla(make_input=None, **kwargs):
+def _model_fsla(make_input=None, embed_dims=32, num_heads=2, **kwargs):
     """FSLA (32 channels, 2 heads, ``kwargs``) on ``make_input(torch)`` of
     a 10 x 10 grid."""
     import torch
 
     from mmboat.models.layers import FeatureSpaceLocalAttention
-    fsla = FeatureSpaceLocalAttention(32, 2, **kwargs)
+    fsla = FeatureSpaceLocalAttention(embed_dims, num_heads, **kwargs)
     if make_input is not None:
         fsla(make_input(torch), (10, 10))
+
+
+def _model_layer(name, *args, **kwargs):
+    """The layer ``name`` of mmboat.models.layers, built directly."""
+    from mmboat.models import layers
+    getattr(layers, name)(*args, **kwargs)
 
 
 # (id, action(family), error, fragment), for both families
@@ -224,6 +232,41 @@ MODEL_CASES = [
      lambda tmp_path: _model_fsla(lambda torch: torch.randn(1, 99, 32)),
      ValueError, 'N = H * W and C = embed_dims = 32: got x of shape '
      '(1, 99, 32) and hw_shape=(10, 10)'),
+    # issue 22: FSLA and the attention layers built directly name a size
+    # of 0 or less (was a ZeroDivisionError) ...
+    ('fsla-num-heads-0', lambda tmp_path: _model_fsla(num_heads=0), ValueError,
+     'FeatureSpaceLocalAttention: num_heads=0 is not allowed: '
+     'it must be an int >= 1'),
+    ('fsla-num-heads-not-dividing', lambda tmp_path: _model_fsla(num_heads=3),
+     ValueError, 'num_heads=3 is not allowed: it must divide embed_dims=32. '
+     'Fix: use a divisor of 32, e.g. num_heads=2'),
+    ('fsla-embed-dims-negative', lambda tmp_path: _model_fsla(embed_dims=-32),
+     ValueError, 'embed_dims=-32 is not allowed: it must be an int >= 1'),
+    ('window-attention-num-heads-0',
+     lambda tmp_path: _model_layer('PaddedShiftWindowMSA', 32, 0, 7),
+     ValueError, 'PaddedShiftWindowMSA: num_heads=0 is not allowed'),
+    ('window-attention-shift-too-large', lambda tmp_path: _model_layer(
+        'PaddedShiftWindowMSA', 32, 2, 7, shift_size=7), ValueError,
+     'shift_size=7 is not allowed: it must be an int in [0, 6]'),
+    ('stripe-attention-split-size-0',
+     lambda tmp_path: _model_layer('CrossShapedWindowAttention', 32, 2, 0),
+     ValueError, 'CrossShapedWindowAttention: split_size=0 is not allowed'),
+    ('lepe-channels-0', lambda tmp_path: _model_layer('LePE', 0), ValueError,
+     'LePE: channels=0 is not allowed'),
+    # ... an overlap hint that is itself valid (was "e.g. 20" for any
+    # cluster_size) ...
+    ('fsla-overlap-hint-small-cluster',
+     lambda tmp_path: _model_fsla(cluster_size=10, overlap=12), ValueError,
+     'use an overlap below 10, e.g. overlap=4'),
+    # ... and tokens of another type than the weights: mmboat's message
+    # (a check of dtypes only, no host sync), not torch's
+    ('fsla-int-tokens', lambda tmp_path: _model_fsla(lambda torch: torch.zeros(
+        1, 100, 32, dtype=torch.long)), TypeError,
+     "tokens dtype='int64' is not allowed: the weights are float32"),
+    ('fsla-float64-tokens', lambda tmp_path: _model_fsla(
+        lambda torch: torch.zeros(1, 100, 32, dtype=torch.float64)), TypeError,
+     'Fix: convert the tokens, x.to(torch.float32), or the '
+     'module, module.to(torch.float64)'),
 ]
 
 # -------------------------------------------------------- checkpoints
@@ -403,6 +446,61 @@ def _ckpt_convert(tmp_path, family, destination, not_writable=False):
             unchanged=[src])
 
 
+def _ckpt_nan(tmp_path, family='swin', count=3):
+    """An mmboat checkpoint of a small ``family`` classifier whose first
+    ``count`` backbone tensors hold NaN (and one Inf)."""
+    import torch
+    path = _ckpt_mmboat(tmp_path, family)
+    ckpt = torch.load(path, weights_only=True)
+    for k in list(ckpt['state_dict'])[:count]:
+        ckpt['state_dict'][k] = ckpt['state_dict'][k].clone().fill_(
+            float('nan'))
+    ckpt['state_dict'][k].view(-1)[0] = float('inf')
+    return _ckpt_save(tmp_path, 'nan.pth', ckpt)
+
+
+def _ckpt_official_nan(tmp_path, family):
+    """The weights of the official mini file of ``family``, two of them
+    NaN, under the name of a published file."""
+    from mmboat.utils import load_checkpoint_file
+    ckpt = load_checkpoint_file(_ckpt_official(tmp_path, family))
+    where = 'model' if 'model' in ckpt else 'state_dict'
+    weights = dict(ckpt[where])
+    for k in [k for k in weights if k.endswith('weight')][:2]:
+        weights[k] = weights[k].clone().fill_(float('nan'))
+    return _ckpt_save(tmp_path, _CKPT_OFFICIAL[family][1], {where: weights})
+
+
+def _ckpt_convert_nan(tmp_path, family):
+    src = _ckpt_official_nan(tmp_path, family)
+    _run_tool(
+        f'model_converters/boat_{family}_to_mmboat.py',
+        src,
+        tmp_path / 'out.pth',
+        unchanged=[src])
+    assert not (tmp_path / 'out.pth').exists()
+
+
+def _ckpt_export(tmp_path, checkpoint, *options):
+    """tools/deployment/export_onnx.py of the small BOAT-Swin classifier
+    with ``checkpoint``; no ONNX file may be written."""
+    out = tmp_path / 'model.onnx'
+    try:
+        _run_tool('deployment/export_onnx.py', _ckpt_config(tmp_path),
+                  checkpoint, '--shape', '32', '32', '--out', out, *options)
+    finally:
+        assert not out.exists()
+
+
+def _ckpt_visualize(tmp_path, checkpoint):
+    """tools/analysis_tools/visualize_clusters.py of the small BOAT-Swin
+    classifier with ``checkpoint``."""
+    config = _ckpt_config(tmp_path)
+    _run_tool('analysis_tools/visualize_clusters.py',
+              tmp_path / 'data' / 'a' / '0.png', config, checkpoint,
+              '--out-dir', tmp_path / 'clusters')
+
+
 def _ckpt_link(src, kind):
     """A ``kind`` ('symlink' or 'link') of ``src``."""
     import os
@@ -472,6 +570,56 @@ CHECKPOINT_CASES = [
     ('load-from-official-release-file', lambda tmp_path: _ckpt_load_from(
         tmp_path, _ckpt_official(tmp_path, 'cswin')), CheckpointError,
      'is an official BOAT-CSWin / CSWin release file (timm training format'),
+    # issue 22: weights that hold NaN or Inf, wherever they are loaded
+    # (the first names and the count; cheap: one isfinite per tensor)
+    ('init-cfg-nan-weights',
+     lambda tmp_path: _ckpt_init(tmp_path, 'swin', _ckpt_nan(tmp_path)),
+     CheckpointError,
+     '3 tensors hold NaN or Inf: patch_embed.projection.weight, '
+     'patch_embed.projection.bias, patch_embed.norm.weight: the file is '
+     'damaged, or was saved by a run whose training diverged'),
+    ('load-from-nan-weights',
+     lambda tmp_path: _ckpt_load_from(tmp_path, _ckpt_nan(tmp_path)),
+     CheckpointError, '3 tensors hold NaN or Inf: backbone.patch_embed.'
+     'projection.weight'),
+    ('load-from-many-nan-weights',
+     lambda tmp_path: _ckpt_load_from(tmp_path, _ckpt_nan(tmp_path, count=9)),
+     CheckpointError,
+     '9 tensors hold NaN or Inf: backbone.patch_embed.projection.weight, '
+     'backbone.patch_embed.projection.bias, backbone.patch_embed.norm.'
+     'weight, backbone.patch_embed.norm.bias, backbone.stages.0.blocks.0.'
+     'norm1.weight, ...'),
+    ('test-tool-nan-weights',
+     lambda tmp_path: _ckpt_test_tool(tmp_path, _ckpt_nan(tmp_path)),
+     ToolFailed, 'tensors hold NaN or Inf'),
+    ('export-nan-weights',
+     lambda tmp_path: _ckpt_export(tmp_path, _ckpt_nan(tmp_path)), ToolFailed,
+     'tensors hold NaN or Inf'),
+    ('convert-swin-nan-source',
+     lambda tmp_path: _ckpt_convert_nan(tmp_path, 'swin'), ToolFailed,
+     "2 tensors hold NaN or Inf: patch_embed.proj.weight, patch_embed."
+     "norm.weight: the file is damaged (an interrupted download?); "
+     'download the published checkpoint again'),
+    ('convert-cswin-nan-source',
+     lambda tmp_path: _ckpt_convert_nan(tmp_path, 'cswin'), ToolFailed,
+     '2 tensors hold NaN or Inf: stage1_conv_embed.0.weight'),
+    # issue 22: every tool that loads weights refuses those that do not
+    # fit through one function (mmboat.apis.load_model_weights), with the
+    # same escape, --allow-partial (tests/tools/test_one_weight_loader.py)
+    ('export-backbone-other-family',
+     lambda tmp_path: _ckpt_export(tmp_path, _ckpt_mmboat(tmp_path, 'cswin')),
+     ToolFailed, 'holds BOAT-CSWin weights'),
+    ('export-backbone-not-fitting-names-the-escape',
+     lambda tmp_path: _ckpt_export(
+         tmp_path, _ckpt_mmboat(tmp_path, 'swin', embed_dims=32)), ToolFailed,
+     'pass --allow-partial (tools/train.py, tools/test.py, the demo, '
+     'export_onnx.py, visualize_clusters.py)'),
+    ('export-whole-model-other-family', lambda tmp_path: _ckpt_export(
+        tmp_path, _ckpt_mmboat(tmp_path, 'cswin'), '--whole-model'),
+     ToolFailed, 'holds BOAT-CSWin weights'),
+    ('visualize-clusters-other-family', lambda tmp_path: _ckpt_visualize(
+        tmp_path, _ckpt_mmboat(tmp_path, 'cswin')), ToolFailed,
+     'holds BOAT-CSWin weights'),
     ('load-from-foreign-object', lambda tmp_path: _ckpt_load_from(
         tmp_path,
         _ckpt_save(tmp_path, 'foreign.pth', {
@@ -556,7 +704,113 @@ TOOL_CASES = [
      ToolFailed, 'absent.jpg'),
 ]
 
-CASES = MODEL_CASES + CHECKPOINT_CASES + TOOL_CASES
+
+def _tool_in(tmp_path, script, *args):
+    """``tools/<script>``'s ``main(args)`` in-process, run from
+    ``tmp_path`` (a folder without data); nothing may be written there."""
+    import os
+    before = sorted(tmp_path.iterdir())
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        _run_tool(script, *args)
+    finally:
+        os.chdir(cwd)
+        assert sorted(tmp_path.iterdir()) == before, 'the tool wrote files'
+
+
+def _tool_checkpoint(tmp_path):
+    (tmp_path / 'any.pth').write_bytes(b'not read')
+    return tmp_path / 'any.pth'
+
+
+_REPO = Path(__file__).resolve().parents[1]
+#: the tiny classifier config, by its absolute path (tools run elsewhere)
+_REPO_CONFIG = str(_REPO / _TINY_CLS)
+
+TOOL_CASES += [
+    # issue 22: a --cfg-options key that is a misspelling of an existing
+    # one (was a TypeError inside the training loop); new keys are added
+    ('train-cfg-options-misspelt', lambda tmp_path: _run_tool(
+        'train.py', _REPO_CONFIG, '--work-dir', tmp_path / 'work',
+        '--cfg-options', 'train_cfg.max_epoch=1', 'randomness.seed=1'),
+     ToolFailed, "--cfg-options train_cfg.max_epoch: 'train_cfg' has no key "
+     "'max_epoch'; did you mean train_cfg.max_epochs?"),
+    ('test-cfg-options-misspelt', lambda tmp_path: _run_tool(
+        'test.py', _REPO_CONFIG, _tool_checkpoint(tmp_path), '--cfg-options',
+        'model.backbone.drop_path_rat=0'), ToolFailed,
+     'did you mean model.backbone.drop_path_rate?'),
+    ('quick-start-cfg-options-misspelt', lambda tmp_path: _run_tool(
+        'quick_start.py', 'cls', '--data-root', tmp_path / 'data',
+        '--work-dir', tmp_path / 'work', '--cfg-options',
+        'train_cfg.max_epoch=1'), ToolFailed,
+     'did you mean train_cfg.max_epochs?'),
+    # issue 22: no dataset on disk (was a FileNotFoundError of a folder):
+    # the tiny data's one command, or what a zoo config reads and where
+    ('test-tool-tiny-data-missing', lambda tmp_path: _tool_in(
+        tmp_path, 'test.py', _REPO_CONFIG, _tool_checkpoint(tmp_path)),
+     ToolFailed, 'the data of test_dataloader is missing: data/tiny_shapes/'
+     'imagenet/ does not exist'),
+    ('train-tool-tiny-data-one-command',
+     lambda tmp_path: _tool_in(tmp_path, 'train.py', _REPO_CONFIG), ToolFailed,
+     'make_tiny_datasets.py --out-dir data/tiny_shapes --tasks cls'),
+    ('test-tool-coco-missing', lambda tmp_path: _tool_in(
+        tmp_path, 'test.py', _REPO /
+        'configs/boat_swin/mask-rcnn_boat-swin-t_fpn_1x_coco.py',
+        _tool_checkpoint(tmp_path)), ToolFailed,
+     'data/coco/ does not exist (looked for'),
+    ('train-tool-ade20k-layout', lambda tmp_path: _tool_in(
+        tmp_path, 'train.py', _REPO /
+        'configs/boat_cswin/upernet_boat-cswin-t_8xb2-160k_ade20k-512x512.py'),
+     ToolFailed, 'This config reads:\n    data/ade/ADEChallengeData2016\n'
+     '    data/ade/ADEChallengeData2016/images/training'),
+    ('test-tool-imagenet-guide', lambda tmp_path: _tool_in(
+        tmp_path, 'test.py', _REPO /
+        'configs/boat_swin/boat-swin-t_16xb64_in1k.py',
+        _tool_checkpoint(tmp_path)), ToolFailed,
+     'https://mmpretrain.readthedocs.io/en/latest/user_guides/'
+     'dataset_prepare.html'),
+    # issue 22: sizes that argparse refuses (was a picture 99 px wide)
+    ('visualize-clusters-panel-size-0', lambda tmp_path: _tool_subprocess(
+        'analysis_tools/visualize_clusters.py', 'x.jpg', _TINY_CLS,
+        '--panel-size', '0'), ToolFailed,
+     "argument --panel-size: '0' is not an integer >= 1"),
+]
+
+# --------------------------------------------------------------- timm
+# the timm entry (mmboat/timm): weights come from a converted file only
+
+
+def _timm(**kwargs):
+    import timm
+
+    import mmboat.timm  # noqa: F401
+    timm.create_model('boat_swin_tiny', **kwargs)
+
+
+TIMM_CASES = [
+    ('timm-pretrained-without-file', lambda tmp_path: _timm(pretrained=True),
+     RuntimeError, 'No pretrained weights exist for boat_swin_tiny to '
+     'download: mmboat publishes no URL. Convert the published BOAT-Swin-T '
+     'weights (tiny.pth) and give the converted file:\n    python '
+     'tools/model_converters/boat_swin_to_mmboat.py tiny.pth'),
+    ('timm-pretrained-file-missing', lambda tmp_path: _timm(
+        pretrained=True,
+        pretrained_cfg_overlay=dict(file=str(tmp_path / 'absent.pth'))),
+     FileNotFoundError, 'absent.pth of boat_swin_tiny does not exist. '
+     'Convert the published'),
+    ('timm-nan-weights', lambda tmp_path: _timm(
+        pretrained=True,
+        arch=_CKPT_ARCHS['swin'],
+        pretrained_cfg_overlay=dict(
+            file=str(_ckpt_nan(tmp_path)), num_classes=2)), CheckpointError,
+     '3 tensors hold NaN or Inf'),
+    ('timm-num-classes-negative', lambda tmp_path: _timm(num_classes=-1),
+     ValueError, 'num_classes=-1 is not allowed: it must be an int >= 0. '
+     'Fix: num_classes=0 for no classifier'),
+]
+
+CASES = MODEL_CASES + CHECKPOINT_CASES + TOOL_CASES + TIMM_CASES
 
 
 @pytest.mark.parametrize('action, error, fragment',

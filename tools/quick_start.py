@@ -18,6 +18,7 @@ metrics and the picture are.
 import argparse
 import json
 import os.path as osp
+import sys
 import time
 
 from mmengine.config import Config, DictAction
@@ -26,6 +27,7 @@ from mmengine.registry import RUNNERS
 import mmboat  # noqa: F401  (registers the mmboat modules)
 from mmboat.apis.compare import draw_ground_truth_and_prediction
 from mmboat.datasets import is_complete, make_tiny_datasets
+from mmboat.utils.config_checks import ConfigOptionError, check_cfg_options
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DESCRIPTION = ('Train, evaluate and draw a tiny BOAT model on the embedded '
@@ -89,19 +91,33 @@ def tiny_config(task: str, backbone: str, data_root: str,
     return cfg
 
 
+def backbone_start(cfg: Config) -> str:
+    """Where the backbone of ``cfg`` starts: its pretrained file, or
+    random weights."""
+    init_cfg = cfg.model.backbone.get('init_cfg') or {}
+    if init_cfg.get('type') == 'Pretrained':
+        return f'fine-tuned from {init_cfg["checkpoint"]}'
+    return 'trained from scratch (random initial weights)'
+
+
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
+    cfg = tiny_config(args.task, args.backbone, args.data_root, args.work_dir)
+    if args.cfg_options:
+        try:  # a misspelt key stops here, not inside the training loop
+            check_cfg_options(cfg, args.cfg_options)
+        except ConfigOptionError as e:
+            sys.exit(f'quick_start.py: error: {e}')
+        cfg.merge_from_dict(args.cfg_options)
     if not is_complete(args.data_root, args.task):
         # missing, or left half-written by an interrupted run
         print(f'[quick start] writing the tiny-shapes {args.task} data to '
               f'{args.data_root}')
         make_tiny_datasets(args.data_root, tasks=[args.task])
-    cfg = tiny_config(args.task, args.backbone, args.data_root, args.work_dir)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
 
     print(f'[quick start] training {cfg.filename} -> {cfg.work_dir}')
+    print(f'[quick start] backbone: {backbone_start(cfg)}')
     runner = RUNNERS.build(cfg)
     runner.train()
     # MMEngine's CheckpointHook names the final checkpoint here

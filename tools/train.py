@@ -15,6 +15,7 @@ torch >= 2.6.
 from mmengine.runner import find_latest_checkpoint
 
 import mmboat  # noqa: F401  (registers the mmboat modules)
+from mmboat.utils.config_checks import check_data
 from mmboat.utils.runner_cli import (build_runner, exit_on_clear_errors,
                                      load_runner_config, parse_runner_args,
                                      runner_parser)
@@ -44,6 +45,8 @@ def main(argv=None):
 def train(args):
     """Train as the config and the options of ``args`` say."""
     cfg = load_runner_config(args)
+    check_data(cfg, ['train_dataloader'] +
+               (['val_dataloader'] if cfg.get('val_cfg') is not None else []))
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
             print('AMP is already enabled in the config')

@@ -6,7 +6,11 @@ _base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k
 custom_imports = dict(imports=['mmboat'], allow_failed_imports=False)
 # checkpoints read with weights_only=True and checked against the model
 # (mmboat.engine.SafeCheckpointHook)
-default_hooks = dict(safe_checkpoint=dict(type='SafeCheckpointHook'))
+default_hooks = dict(
+    safe_checkpoint=dict(type='SafeCheckpointHook'),
+    # an error in the log when the loss or the evaluated outputs go NaN
+    # (mmboat.engine.FiniteCheckHook)
+    finite_check=dict(type='FiniteCheckHook'))
 
 pretrained = 'checkpoints/boat-cswin-t_in1k_mmboat.pth'
 model = dict(

@@ -14,7 +14,11 @@ _base_ = 'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py'
 custom_imports = dict(imports=['mmboat'], allow_failed_imports=False)
 # checkpoints read with weights_only=True and checked against the model
 # (mmboat.engine.SafeCheckpointHook)
-default_hooks = dict(safe_checkpoint=dict(type='SafeCheckpointHook'))
+default_hooks = dict(
+    safe_checkpoint=dict(type='SafeCheckpointHook'),
+    # an error in the log when the loss or the evaluated outputs go NaN
+    # (mmboat.engine.FiniteCheckHook)
+    finite_check=dict(type='FiniteCheckHook'))
 
 model = dict(
     backbone=dict(

@@ -9,7 +9,11 @@ _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
 custom_imports = dict(imports=['mmboat'], allow_failed_imports=False)
 # checkpoints read with weights_only=True and checked against the model
 # (mmboat.engine.SafeCheckpointHook)
-default_hooks = dict(safe_checkpoint=dict(type='SafeCheckpointHook'))
+default_hooks = dict(
+    safe_checkpoint=dict(type='SafeCheckpointHook'),
+    # an error in the log when the loss or the evaluated outputs go NaN
+    # (mmboat.engine.FiniteCheckHook)
+    finite_check=dict(type='FiniteCheckHook'))
 
 model = dict(
     backbone=dict(

@@ -23,7 +23,7 @@ from mmengine.registry import DefaultScope, init_default_scope
 from PIL import Image
 
 import mmboat  # noqa: F401  (registers the mmboat modules)
-from mmboat.utils.mmengine_compat import load_weights_into
+from .weights import load_model_weights
 
 #: ``default_scope`` of a config -> task name
 TASKS = {'mmdet': 'det', 'mmseg': 'seg', 'mmpretrain': 'cls'}
@@ -174,8 +174,9 @@ def build_inferencer(config: ConfigLike,
         weights: checkpoint path (or URL); ``None`` keeps the random
             initialisation (backbone ``init_cfg`` is not applied either).
             Read without running code from it and loaded by
-            :func:`mmboat.utils.mmengine_compat.load_weights_into`: weights
-            that do not fit a model with an mmboat backbone are refused.
+            :func:`mmboat.apis.load_model_weights`: weights that hold NaN
+            or Inf, or that do not fit a model with an mmboat backbone,
+            are refused.
         device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``...
         allow_partial: load the weights that fit and warn about the others
             instead of refusing (``--allow-partial`` of the tools).
@@ -205,7 +206,7 @@ def build_inferencer(config: ConfigLike,
                 model=cfg, pretrained=False, device=device)
     checkpoint = {}
     if weights is not None:
-        checkpoint = load_weights_into(
+        checkpoint = load_model_weights(
             inferencer.model, weights, allow_partial=allow_partial)
     config_meta = _config_dataset_meta(cfg, scope)
     dataset_meta = checkpoint.get('meta', {}).get('dataset_meta') or \

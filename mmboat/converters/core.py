@@ -15,7 +15,8 @@ same way for every family (:func:`convert`):
    :func:`mmboat.utils.load_checkpoint_file`, which runs no code from it;
 2. :func:`pick_weights`: the weights are picked out of the file, without
    the buffers that are not weights (:data:`NON_WEIGHTS`); a file of
-   another family or one already converted is refused;
+   another family or one already converted is refused, and so are weights
+   that hold NaN or Inf (a damaged file);
 3. the family's converter reads the architecture from the weights
    (:attr:`FamilyConverter.infer_arch`);
 4. :func:`map_weights`: official names become mmboat names
@@ -46,6 +47,7 @@ import torch
 from mmboat.families import FAMILIES, Family, family_of
 from mmboat.utils import (CheckpointError, CheckpointFormats, key_report,
                           load_checkpoint_file)
+from mmboat.utils.checkpoint import check_finite_weights
 
 #: buffers of the official models that are not weights
 NON_WEIGHTS = ('relative_position_index', 'attn_mask')
@@ -508,6 +510,12 @@ def convert(converter: FamilyConverter,
     family = converter.family
     ckpt = read_checkpoint(checkpoint)
     weights, where = pick_weights(ckpt, family, use_ema)
+    check_finite_weights(
+        weights,
+        checkpoint if isinstance(checkpoint, (str, os.PathLike)) else
+        f"the checkpoint's '{where}'",
+        fix='the file is damaged (an interrupted download?); download the '
+        'published checkpoint again and convert that')
     try:
         arch = converter.infer_arch(weights, **options)
         kwargs = dict(arch.kwargs)

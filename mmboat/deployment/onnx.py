@@ -334,22 +334,22 @@ def config_backbone_and_input(
 
     The model is built as :func:`mmboat.apis.build_inferencer` builds it
     (random weights), then ``checkpoint`` (a training checkpoint or a
-    converted backbone file) is loaded into the backbone with the
-    project's safe loader (the backbone's ``load_weights``). The
+    converted backbone file) is loaded into the backbone by
+    :func:`mmboat.apis.load_model_weights`, the loader of every tool (the
+    weights must fit unless ``allow_partial``). The
     image goes through the config's test pipeline and data preprocessor;
     if that gives another size than ``input_hw``, it is resized to it
     (bilinear).
 
     ``whole_model``: return the whole segmentor or classifier instead of
     its backbone (a detector is refused: export its backbone); its
-    checkpoint is loaded by :func:`mmboat.apis.build_inferencer`, with
-    ``allow_partial``.
+    checkpoint is loaded whole by :func:`mmboat.apis.build_inferencer`.
 
     Returns:
         The backbone or model (eval mode) and a (1, 3, H, W) float32
         tensor.
     """
-    from mmboat.apis import build_inferencer
+    from mmboat.apis import build_inferencer, load_model_weights
     from mmboat.models.backbones.base import BaseBOATBackbone
     if image is not None and not osp.isfile(str(image)):
         raise FileNotFoundError(f'image {image} does not exist')
@@ -372,7 +372,7 @@ def config_backbone_and_input(
             'post-processing that need mmdeploy: export its backbone '
             '(without --whole-model) and run the neck and heads in PyTorch')
     if checkpoint is not None and not whole_model:
-        backbone.load_weights(checkpoint)
+        load_model_weights(backbone, checkpoint, allow_partial)
     batch = next(iter(inferencer.preprocess([image], batch_size=1)))
     if isinstance(batch, (list, tuple)):  # mmdet: (originals, data)
         batch = batch[-1]

@@ -11,8 +11,10 @@ value, what is allowed and the fix::
 Forward passes only check the shape of their input, in one condition
 that ``torch.compile`` and ``torch.export`` trace; the message of a bad
 shape is built here (:func:`image_batch_error`) only when it fails.
-Inputs of another dtype or device than the weights are refused by
-PyTorch's own layers, with its own messages.
+Images of another dtype or device than the weights are refused by
+PyTorch's own layers, with its own messages; FSLA called directly checks
+its tokens' dtype against its weights' (metadata only, no host sync) and
+refuses another one outside autocast (:func:`token_dtype_error`).
 """
 import math
 import numbers
@@ -62,6 +64,13 @@ def check_int(name: str,
     if value < minimum or (maximum is not None and value > maximum):
         raise refusal(ValueError, name, value, allowed, fix, owner)
     return int(value)
+
+
+def check_positive_ints(owner: str, **values: Any) -> None:
+    """Refuse, naming it, any of ``values`` (argument name -> value) that
+    is not an int >= 1: the sizes of a layer (channels, heads, windows)."""
+    for name, value in values.items():
+        check_int(name, value, 1, f'use e.g. {name}=1 or larger', owner)
 
 
 def check_number(name: str,
@@ -279,9 +288,14 @@ def check_fsla_options(cluster_size: Any = 49,
                         f'use e.g. {prefix}overlap=20 (the published models)',
                         owner)
     if overlap >= cluster_size:
-        raise refusal(ValueError, f'{prefix}overlap', overlap,
-                      f'it must be in [0, cluster_size={cluster_size})',
-                      f'use an overlap below {cluster_size}, e.g. 20', owner)
+        # the published ratio, 20 of 49, always below cluster_size
+        example = min(cluster_size - 1, round(cluster_size * 20 / 49))
+        raise refusal(
+            ValueError, f'{prefix}overlap', overlap,
+            f'it must be in [0, cluster_size={cluster_size})',
+            f'use an overlap below {cluster_size}, e.g. {prefix}overlap='
+            f'{example} (the published models: 20 of 49), or a larger '
+            f'{prefix}cluster_size', owner)
     num_iters = check_int(f'{prefix}num_iters', num_iters, 0,
                           f'use e.g. {prefix}num_iters=2', owner)
     temperature = check_number(f'{prefix}temperature', temperature,
@@ -317,6 +331,23 @@ def parse_fsla_cfg(fsla_cfg: Optional[dict],
     cfg = {**defaults, **(fsla_cfg or {})}
     check_fsla_options(**cfg, prefix='fsla_cfg.', owner=owner)
     return cfg
+
+
+def token_dtype_error(dtype, weight_dtype, owner: str = '') -> TypeError:
+    """The error of tokens of ``dtype`` into a layer whose weights are of
+    ``weight_dtype`` (built only when the forward's dtype check fails)."""
+    name = str(dtype).replace('torch.', '')
+    weights = str(weight_dtype).replace('torch.', '')
+    if not (dtype.is_floating_point or dtype.is_complex):
+        fix = f'convert the tokens, x.to({weight_dtype})'
+    else:
+        fix = (f'convert the tokens, x.to({weight_dtype}), or the module, '
+               f'module.to({dtype}); under torch.autocast float16, bfloat16 '
+               'and float32 tokens all run')
+    return refusal(
+        TypeError, 'tokens dtype', name,
+        f'the weights are {weights}: tokens must be of the same float type '
+        '(or float16 / bfloat16 / float32 under autocast)', fix, owner)
 
 
 def image_batch_error(shape: Sequence[int],

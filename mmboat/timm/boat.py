@@ -16,6 +16,7 @@ through :meth:`BOATClassifier.forward_intermediates` (timm's
 argument of the backbone (``arch``: a preset name or an arch dict,
 ``drop_path_rate``, ``fsla_cfg``, ``fsla_blocks``, ``window_size``, ...).
 """
+import os
 from typing import Dict, List, Optional, Set, Tuple, Type, Union
 
 import torch
@@ -31,9 +32,21 @@ from mmboat.converters.core import what_checkpoint_is
 from mmboat.families import FAMILIES, Family
 from mmboat.models.backbones.base import (BaseBOATBackbone, BaseBOATBlock,
                                           tokens_to_map)
-from mmboat.utils import CheckpointError
+from mmboat.utils import CheckpointError, CheckpointNotFoundError
+from mmboat.utils.checkpoint import check_finite_weights, looked_for
 
 __all__ = ['BOATClassifier', 'checkpoint_filter_fn']
+
+
+def _check_num_classes(num_classes) -> None:
+    """Refuse a ``num_classes`` that is not an int >= 0 (timm: 0 is no
+    classifier, the model returns pooled features)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
+            or num_classes < 0:
+        raise ValueError(
+            f'num_classes={num_classes!r} is not allowed: it must be an int '
+            '>= 0. Fix: num_classes=0 for no classifier (the model returns '
+            "pooled features, timm's convention), or the number of classes")
 
 
 class BOATClassifier(nn.Module):
@@ -73,6 +86,7 @@ class BOATClassifier(nn.Module):
                  dtype: Optional[torch.dtype] = None,
                  **kwargs):
         super().__init__()
+        _check_num_classes(num_classes)
         if 'init_cfg' in kwargs:
             raise TypeError(
                 'BOATClassifier takes no init_cfg: load weights the timm '
@@ -146,6 +160,7 @@ class BOATClassifier(nn.Module):
                          global_pool: Optional[str] = None) -> None:
         """A new, untrained classifier of ``num_classes`` (0: none), and
         pooling ``global_pool`` (None: unchanged)."""
+        _check_num_classes(num_classes)
         self.num_classes = num_classes
         self.head.reset(
             num_classes, pool_type=global_pool, **get_device_dtype(self))
@@ -246,15 +261,49 @@ def checkpoint_filter_fn(state_dict: dict,
 
     Raises:
         CheckpointError: for an official release file, unconverted (with
-            the converter command), or an mmboat checkpoint of the other
-            family.
+            the converter command), an mmboat checkpoint of the other
+            family, or weights that hold NaN or Inf.
     """
     state_dict = state_dict.get('state_dict', state_dict)
     path = model.pretrained_cfg.get('file') or 'the checkpoint'
     problem = what_checkpoint_is(state_dict, path, model.backbone)
     if problem:
         raise CheckpointError(problem)
+    check_finite_weights(state_dict, path)
     return state_dict
+
+
+def _pretrained_source_error(variant: str, kwargs: dict) -> Optional[str]:
+    """Why ``pretrained=True`` cannot load weights for ``variant`` with
+    the ``pretrained_cfg`` / ``pretrained_cfg_overlay`` of ``kwargs``: no
+    file given (there is no download), or a file that does not exist;
+    None when it can."""
+    from timm.models._builder import resolve_pretrained_cfg
+    cfg = resolve_pretrained_cfg(variant, kwargs.get('pretrained_cfg'),
+                                 kwargs.get('pretrained_cfg_overlay'))
+    if cfg.state_dict is not None or cfg.url or cfg.hf_hub_id:
+        return None
+    family, preset = variant.rsplit('_', 1)
+    family = TIMM_FAMILIES[family]
+    arch = kwargs.get('arch', preset)
+    release = family.published.get(arch.lower()) if isinstance(
+        arch, str) else family.release(arch)
+    source = release.file if release else 'SRC.pth'
+    model = release.model if release else f'a {family.name} model'
+    converted = f'checkpoints/{variant}_mmboat.pth'
+    how = (f'Convert the published {model} weights ({source}) and give '
+           'the converted file:\n'
+           f'    python {family.converter} {source} {converted}\n'
+           f"    timm.create_model('{variant}', pretrained=True, "
+           f"pretrained_cfg_overlay=dict(file='{converted}'))\n"
+           'or use pretrained=False for random weights (docs/timm.md).')
+    if not cfg.file:
+        return (f'No pretrained weights exist for {variant} to download: '
+                f'mmboat publishes no URL. {how}')
+    if not os.path.isfile(cfg.file):
+        return (f'pretrained file {cfg.file} of {variant} does not exist'
+                f'{looked_for(cfg.file)}. {how}')
+    return None
 
 
 #: the family of each prefix of the timm model names (``boat_swin`` of
@@ -270,6 +319,12 @@ def _create_boat(variant: str,
                  **kwargs) -> BOATClassifier:
     """``variant`` (``{family}_{preset}``) built by timm's
     ``build_model_with_cfg``; ``kwargs`` over the preset."""
+    if pretrained:
+        error = _pretrained_source_error(variant, kwargs)
+        if error is not None and error.startswith('No pretrained'):
+            raise RuntimeError(error)  # timm's error type for it
+        if error is not None:
+            raise CheckpointNotFoundError(error)
     family, preset = variant.rsplit('_', 1)
     backbone_type = TIMM_FAMILIES[family].backbone
     kwargs.setdefault('arch', preset)

@@ -358,6 +358,53 @@ def key_report(title: str, keys, limit: int = 20) -> str:
     return f'{title} ({len(keys)}):\n{shown}{more}\n'
 
 
+class NonFiniteWeightsError(CheckpointError):
+    """A checkpoint holds weights with NaN or Inf values."""
+
+
+def _is_finite(tensor: torch.Tensor) -> bool:
+    """Whether every value of a float tensor is finite: its sum is NaN or
+    Inf when one is (one reduction, no mask: a few percent of the time it
+    takes to read a checkpoint); a finite tensor whose sum overflows is
+    checked value by value."""
+    if bool(torch.isfinite(tensor.sum())):
+        return True
+    return bool(torch.isfinite(tensor).all())
+
+
+def non_finite_weights(state_dict: dict) -> List[str]:
+    """The names of the floating-point tensors of ``state_dict`` that hold
+    a NaN or an Inf, in its order (checked on the device they are on)."""
+    return [
+        k for k, v in state_dict.items()
+        if torch.is_tensor(v) and (v.is_floating_point() or v.is_complex())
+        and v.numel() and not _is_finite(v)
+    ]
+
+
+#: what to do about a file with non-finite weights
+NON_FINITE_FIX = ('the file is damaged, or was saved by a run whose '
+                  'training diverged; re-convert it from the published '
+                  'checkpoint, or use an earlier checkpoint of the run. '
+                  'Nothing was loaded')
+
+
+def check_finite_weights(state_dict: dict,
+                         path: str,
+                         fix: str = NON_FINITE_FIX,
+                         shown: int = 5) -> None:
+    """Refuse ``state_dict`` (read from ``path``) when any of its floating
+    tensors holds NaN or Inf: a :class:`NonFiniteWeightsError` with their
+    count, the first ``shown`` names and ``fix``."""
+    bad = non_finite_weights(state_dict)
+    if bad:
+        names = ', '.join(bad[:shown]) + (', ...' if len(bad) > shown else '')
+        count = f'{len(bad)} tensor{"s" if len(bad) > 1 else ""} ' \
+            f'hold{"" if len(bad) > 1 else "s"}'
+        raise NonFiniteWeightsError(
+            f'checkpoint {path}: {count} NaN or Inf: {names}: {fix}.')
+
+
 class Fit(NamedTuple):
     """How a state dict fits a model's: the names of the model's weights
     it lacks, of its weights the model does not have, and a line per
@@ -395,6 +442,12 @@ def compare_weights(own: Dict[str, torch.Tensor], state_dict: dict) -> Fit:
 #: the config key that lets :func:`check_model_fits` load a checkpoint
 #: that does not fit (``--allow-partial`` of tools/train.py, tools/test.py)
 PARTIAL_LOAD_KEY = 'allow_partial_load'
+#: how to load a checkpoint that does not fit, on purpose
+PARTIAL_LOAD_HINT = (
+    'To load only the weights that fit and keep the others as initialised, '
+    'pass --allow-partial (tools/train.py, tools/test.py, the demo, '
+    f'export_onnx.py, visualize_clusters.py) or set {PARTIAL_LOAD_KEY} = '
+    'True in the config.')
 
 
 def check_model_fits(model: torch.nn.Module,
@@ -410,9 +463,11 @@ def check_model_fits(model: torch.nn.Module,
     The names are those of ``ckpt['state_dict']`` (or its top level, as
     MMEngine reads them) after ``revise_keys`` (MMEngine's ``(pattern,
     replacement)`` pairs). A model without an mmboat backbone is not
-    checked.
+    checked for fit; for every model, weights that hold NaN or Inf are
+    refused (:func:`check_finite_weights`), ``allow_partial`` or not.
 
     Raises:
+        NonFiniteWeightsError: weights hold NaN or Inf.
         CheckpointError: the weights do not fit: the missing, unexpected
             and misshapen ones, and what the file is when it is an
             official release file (with the converter command) or holds
@@ -421,12 +476,13 @@ def check_model_fits(model: torch.nn.Module,
     """
     from mmengine.logging import print_log
 
+    state_dict = weights_of(ckpt, path)
+    check_finite_weights(state_dict, path)
     formats = _formats
     backbones = [(f'{n}.' if n else '', m) for n, m in model.named_modules()
                  if formats.checks(m)]
     if not backbones:
         return
-    state_dict = weights_of(ckpt, path)
     for pattern, replacement in revise_keys:
         state_dict = {
             re.sub(pattern, replacement, k): v
@@ -457,8 +513,4 @@ def check_model_fits(model: torch.nn.Module,
             logger='current',
             level=logging.WARNING)
         return
-    raise CheckpointError(
-        message + 'Nothing was loaded. To load only the weights that fit and '
-        'keep the others as initialised, pass --allow-partial (tools/'
-        f'train.py, tools/test.py) or set {PARTIAL_LOAD_KEY} = True in the '
-        'config.')
+    raise CheckpointError(message + 'Nothing was loaded. ' + PARTIAL_LOAD_HINT)

@@ -17,6 +17,8 @@ from mmengine.runner import Runner
 
 from .checkpoint import (PARTIAL_LOAD_KEY, CheckpointError,
                          checkpoint_not_found, looked_for)
+from .config_checks import (ConfigOptionError, DataNotFoundError,
+                            check_cfg_options)
 from .dist import use_cpu_distributed
 from .mmengine_compat import PACKAGE_DIR
 
@@ -71,12 +73,15 @@ def check_checkpoint_path(path: str) -> None:
 @contextlib.contextmanager
 def exit_on_clear_errors(tool: str):
     """Turn the errors whose message says what is wrong and what to do (a
-    config that does not exist, a checkpoint that cannot be read, is of
-    another family or format, or does not fit the model) into the exit
-    of the tool with that message and status 1, without a traceback."""
+    config that does not exist, a misspelt ``--cfg-options`` key, a
+    dataset that is not on disk, a checkpoint that cannot be read, is of
+    another family or format, holds NaN or Inf or does not fit the model)
+    into the exit of the tool with that message and status 1, without a
+    traceback."""
     try:
         yield
-    except (ConfigNotFoundError, CheckpointError) as e:
+    except (ConfigNotFoundError, ConfigOptionError, DataNotFoundError,
+            CheckpointError) as e:
         sys.exit(f'{tool}: error: {e}')
 
 
@@ -125,11 +130,14 @@ def load_runner_config(args: argparse.Namespace) -> Config:
     """The config of ``args.config`` with ``--launcher``, ``--cfg-options``,
     ``--allow-partial`` and ``--work-dir`` applied; without a work dir in
     either, it is ``./work_dirs/<config name>``. A config path that is not
-    a file raises :class:`ConfigNotFoundError`."""
+    a file raises :class:`ConfigNotFoundError`, a misspelt
+    ``--cfg-options`` key :class:`~.config_checks.ConfigOptionError`
+    (:func:`~.config_checks.check_cfg_options`)."""
     check_config_path(args.config)
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
+        check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     if args.allow_partial:
         cfg[PARTIAL_LOAD_KEY] = True

@@ -18,6 +18,17 @@ import os.path as osp
 import sys
 
 
+def positive_int(text):
+    """An argparse type: an int >= 1, else a usage error naming it."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{text!r} is not an integer >= 1')
+    return value
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Draw the feature-space clusters of FSLA on an image')
@@ -63,9 +74,14 @@ def parse_args(argv=None):
         help='opacity of the cluster colours (default: %(default)s)')
     parser.add_argument(
         '--panel-size',
-        type=int,
+        type=positive_int,
         default=320,
         help='long side of a panel in pixels (default: %(default)s)')
+    parser.add_argument(
+        '--allow-partial',
+        action='store_true',
+        help='load the weights that fit the model and warn about the '
+        'others, instead of refusing a checkpoint that does not fit')
     parser.add_argument(
         '--palette-png',
         action='store_true',
@@ -76,16 +92,18 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if not osp.isfile(args.image):
+        sys.exit(f'error: image {args.image} does not exist; give an image '
+                 'file, e.g. data/tiny_shapes/coco/images/val/000000.jpg')
     # imported here so that --help answers without loading the model stack
+    from mmboat.apis import build_inferencer
     from mmboat.visualization import check_heads, draw_clusters, fsla_clusters
     try:
+        # the weights are loaded by mmboat.apis.load_model_weights
+        inferencer = build_inferencer(args.config, args.checkpoint,
+                                      args.device, args.allow_partial)
         picture, clusters = fsla_clusters(
-            args.image,
-            args.config,
-            weights=args.checkpoint,
-            device=args.device,
-            stages=args.stages,
-            blocks=args.blocks)
+            args.image, inferencer, stages=args.stages, blocks=args.blocks)
         for c in clusters:  # every choice checked before anything is drawn
             check_heads(args.heads, c.num_heads,
                         f'stage {c.stage} (block {c.block})')

@@ -44,9 +44,9 @@ def parse_args(argv=None):
     parser.add_argument(
         '--allow-partial',
         action='store_true',
-        help='--whole-model: load the weights that fit the model and warn '
-        'about the others, instead of refusing a checkpoint that does not '
-        'fit')
+        help='load the weights that fit the backbone (with --whole-model: '
+        'the model) and warn about the others, instead of refusing a '
+        'checkpoint that does not fit')
     parser.add_argument(
         '--image', help='image to check with (default: tiny-shapes)')
     parser.add_argument(

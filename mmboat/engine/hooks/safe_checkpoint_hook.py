@@ -10,7 +10,8 @@ from ``before_run`` until the loop starts, torch's own allowlist
 read then succeeds and a foreign pickle still runs no code. Before that,
 ``load_from`` is read once by :func:`read_checkpoint` (a clear error for a
 missing file, a non-checkpoint, an official release file to convert) and
-checked against the model (:func:`check_model_fits`) unless the config
+checked (:func:`check_model_fits`): weights that hold NaN or Inf are
+refused, and so are weights that do not fit the model unless the config
 sets ``allow_partial_load``.
 
 It is a hook, not a runner, so that it also acts under the tools that build

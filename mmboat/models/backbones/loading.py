@@ -6,6 +6,7 @@ file that is not an mmboat checkpoint of it is, format detection says
 (:mod:`mmboat.converters.core`); reading the file safely and comparing
 weights is :mod:`mmboat.utils.checkpoint`.
 """
+import logging
 import os
 import re
 from typing import Optional
@@ -16,9 +17,15 @@ from mmengine.logging import print_log
 from mmboat.converters.core import official_formats, what_checkpoint_is
 from mmboat.families import family_of
 from mmboat.utils.checkpoint import (CheckpointError, CheckpointNotFoundError,
-                                     Fit, compare_weights, key_report,
+                                     Fit, check_finite_weights,
+                                     compare_weights, key_report,
                                      load_checkpoint_file, looked_for,
                                      resolve_checkpoint_path, weights_of)
+
+
+class WeightsDoNotFitError(CheckpointError):
+    """The weights of a checkpoint do not fit the backbone (missing,
+    unexpected or misshapen ones); the message lists them."""
 
 
 def missing_checkpoint_message(backbone: torch.nn.Module, path: str) -> str:
@@ -41,7 +48,8 @@ def missing_checkpoint_message(backbone: torch.nn.Module, path: str) -> str:
 
 def load_backbone_weights(backbone: torch.nn.Module,
                           path: str,
-                          prefix: Optional[str] = None) -> None:
+                          prefix: Optional[str] = None,
+                          allow_partial: bool = False) -> dict:
     """Load an mmboat checkpoint into a backbone, every weight checked.
 
     A missing file raises :class:`~mmboat.utils.CheckpointError` with the
@@ -55,7 +63,10 @@ def load_backbone_weights(backbone: torch.nn.Module,
     classifier has only the last one: they keep their fresh
     initialisation) or unused; any other missing, unexpected or misshapen
     weight raises :class:`~mmboat.utils.CheckpointError` listing them all,
-    and saying so when they are the weights of another family.
+    and saying so when they are the weights of another family; with
+    ``allow_partial`` the same is a warning, and the weights that fit
+    (name and shape) are loaded. Weights that hold NaN or Inf are always
+    refused (:func:`mmboat.utils.checkpoint.check_finite_weights`).
 
     Args:
         backbone (nn.Module): the BOAT backbone to load into.
@@ -65,6 +76,12 @@ def load_backbone_weights(backbone: torch.nn.Module,
             stripped (``init_cfg``'s ``prefix``, as in MMEngine's
             ``PretrainedInit``), e.g. ``'backbone.'``. Default: the rule
             above.
+        allow_partial (bool): load the weights that fit and warn about
+            the others instead of refusing (``--allow-partial`` of the
+            tools). Default: False.
+
+    Returns:
+        dict: the checkpoint, as read.
     """
     name = type(backbone).__name__
     path = resolve_checkpoint_path(path)
@@ -93,6 +110,7 @@ def load_backbone_weights(backbone: torch.nn.Module,
             for k, v in state_dict.items()
             if not k.startswith(('head.', 'neck.'))
         }
+    check_finite_weights(state_dict, path)
     own = backbone.state_dict()
     fit = compare_weights(own, state_dict)
     is_output_norm = re.compile(r'norm\d+\.').match
@@ -106,18 +124,30 @@ def load_backbone_weights(backbone: torch.nn.Module,
         advice = 'Give a checkpoint of this family.' if other else (
             'Check arch and fsla_blocks against the checkpoint (its meta '
             'says how it was converted).')
-        raise CheckpointError(f'{path} does not fit this {name}:\n' +
-                              (f'{other}\n' if other else '') + fit.report() +
-                              advice)
-    ours = {k: v for k, v in state_dict.items() if k in own}
+        message = (f'{path} does not fit this {name}:\n' +
+                   (f'{other}\n' if other else '') + fit.report())
+        if not allow_partial:
+            raise WeightsDoNotFitError(message + advice)
+        print_log(
+            message + 'A partial load was asked for (--allow-partial): the '
+            'weights that fit are loaded, the others keep their '
+            'initialisation.',
+            logger='current',
+            level=logging.WARNING)
+    ours = {
+        k: v
+        for k, v in state_dict.items()
+        if k in own and torch.is_tensor(v) and v.shape == own[k].shape
+    }
     backbone.load_state_dict(ours, strict=False)
 
     def norms(keys):
         return sorted({k.split('.')[0] for k in keys})
 
     print_log(
-        f'{name}: loaded {len(state_dict) - len(unused)} tensors from {path}' +
+        f'{name}: loaded {len(ours)} tensors from {path}' +
         (f'; output norms not in the checkpoint start fresh: '
          f'{norms(fresh)}' if fresh else '') +
         (f'; unused output norms: {norms(unused)}' if unused else ''),
         logger='current')
+    return ckpt

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks.transformer import PatchEmbed, PatchMerging
 from mmengine.model import BaseModule
 
+from ..validate import check_positive_ints
 from .padding import has_padding, padding_to_multiple
 
 HWShape = Tuple[int, int]
@@ -44,6 +45,11 @@ class PatchStem(PatchEmbed):
                  embed_dims: int,
                  patch_size: int = 4,
                  drop_rate: float = 0.):
+        check_positive_ints(
+            type(self).__name__,
+            in_channels=in_channels,
+            embed_dims=embed_dims,
+            patch_size=patch_size)
         super().__init__(
             in_channels=in_channels,
             embed_dims=embed_dims,
@@ -77,6 +83,10 @@ class UnfoldMerging(PatchMerging):
     """
 
     def __init__(self, in_channels: int, out_channels: int):
+        check_positive_ints(
+            type(self).__name__,
+            in_channels=in_channels,
+            out_channels=out_channels)
         super().__init__(
             in_channels,
             out_channels,
@@ -109,6 +119,10 @@ class ConvStem(BaseModule):
     """
 
     def __init__(self, in_channels: int, embed_dims: int, init_cfg=None):
+        check_positive_ints(
+            type(self).__name__,
+            in_channels=in_channels,
+            embed_dims=embed_dims)
         super().__init__(init_cfg)
         self.proj = nn.Conv2d(in_channels, embed_dims, 7, 4, 2)
         self.norm = nn.LayerNorm(embed_dims)
@@ -131,6 +145,10 @@ class ConvMerging(BaseModule):
     """
 
     def __init__(self, in_channels: int, out_channels: int, init_cfg=None):
+        check_positive_ints(
+            type(self).__name__,
+            in_channels=in_channels,
+            out_channels=out_channels)
         super().__init__(init_cfg)
         self.conv = nn.Conv2d(in_channels, out_channels, 3, 2, 1)
         self.norm = nn.LayerNorm(out_channels)

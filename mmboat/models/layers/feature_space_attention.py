@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from mmboat.ops import (cluster_order, gather_cluster_qkv, key_overlap,
                         key_windows, slot_maps, to_token_order)
-from ..validate import check_fsla_options
+from ..validate import (check_fsla_options, check_int, refusal,
+                        token_dtype_error)
 from .lepe import LePE
 from .padding import has_padding
 
@@ -78,17 +79,26 @@ class FeatureSpaceLocalAttention(nn.Module):
                  attn_drop: float = 0.,
                  proj_drop: float = 0.):
         super().__init__()
+        owner = type(self).__name__
+        check_int('embed_dims', embed_dims, 1, 'use e.g. embed_dims=96', owner,
+                  ' (channels C)')
+        check_int('num_heads', num_heads, 1,
+                  'use e.g. num_heads=3, a divisor of embed_dims', owner,
+                  ' (attention heads)')
         if embed_dims % num_heads != 0:
-            raise ValueError(
-                f'embed_dims ({embed_dims}) must be divisible by num_heads '
-                f'({num_heads})')
+            raise refusal(
+                ValueError, 'num_heads', num_heads,
+                f'it must divide embed_dims={embed_dims}',
+                f'use a divisor of {embed_dims}, e.g. num_heads='
+                f'{max(d for d in range(1, num_heads) if embed_dims % d == 0)}'
+                if num_heads > 1 else 'use num_heads=1', owner)
         check_fsla_options(
             cluster_size,
             overlap,
             num_iters,
             temperature,
             qk_scale,
-            owner=type(self).__name__)
+            owner=owner)
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.head_dims = embed_dims // num_heads
@@ -125,6 +135,14 @@ class FeatureSpaceLocalAttention(nn.Module):
                 f'FSLA takes 3-D tokens (B, N, C) of the hw_shape grid, N = '
                 f'H * W and C = embed_dims = {self.embed_dims}: got x of '
                 f'shape {tuple(x.shape)} and hw_shape={tuple(hw_shape)}')
+        weight = self.qkv.weight
+        # metadata only (no sync): the dtype the projections can take;
+        # autocast casts float tokens itself (it has no 'meta' device)
+        if x.dtype != weight.dtype and not (
+                x.dtype in (torch.float16, torch.bfloat16, torch.float32)
+                and x.device.type != 'meta'
+                and torch.is_autocast_enabled(x.device.type)):
+            raise token_dtype_error(x.dtype, weight.dtype, type(self).__name__)
         N = x.shape[1]
         qkv = self.project_qkv(x)
         order = self.cluster_order(qkv)

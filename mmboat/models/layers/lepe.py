@@ -8,6 +8,8 @@ the tokens.
 """
 import torch.nn as nn
 
+from ..validate import check_positive_ints
+
 
 class LePE(nn.Conv2d):
     """Depthwise 3x3 convolution of the values, zero-padded by 1.
@@ -23,4 +25,5 @@ class LePE(nn.Conv2d):
     """
 
     def __init__(self, channels: int):
+        check_positive_ints(type(self).__name__, channels=channels)
         super().__init__(channels, channels, 3, padding=1, groups=channels)

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..validate import check_positive_ints
 from .lepe import LePE
 from .padding import has_padding, padding_to_multiple
 
@@ -49,6 +50,11 @@ class CrossShapedWindowAttention(nn.Module):
                  attn_drop: float = 0.,
                  proj_drop: float = 0.):
         super().__init__()
+        check_positive_ints(
+            type(self).__name__,
+            embed_dims=embed_dims,
+            num_heads=num_heads,
+            split_size=split_size)
         self.num_branches = 1 if full_attention else 2
         if num_heads % self.num_branches or embed_dims % num_heads:
             raise ValueError(

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from mmpretrain.models.utils.attention import ShiftWindowMSA
 
+from ..validate import check_int, check_positive_ints, refusal
 from .padding import padding_to_multiple
 
 
@@ -45,6 +46,23 @@ class PaddedShiftWindowMSA(ShiftWindowMSA):
                  attn_drop: float = 0.,
                  proj_drop: float = 0.,
                  drop_path: float = 0.):
+        owner = type(self).__name__
+        check_positive_ints(
+            owner,
+            embed_dims=embed_dims,
+            num_heads=num_heads,
+            window_size=window_size)
+        if embed_dims % num_heads:
+            raise refusal(ValueError, 'num_heads', num_heads,
+                          f'it must divide embed_dims={embed_dims}',
+                          f'use a divisor of {embed_dims}', owner)
+        check_int(
+            'shift_size',
+            shift_size,
+            0,
+            f'use 0 or window_size // 2 = {window_size // 2}',
+            owner,
+            maximum=window_size - 1)
         super().__init__(
             embed_dims,
             num_heads,
