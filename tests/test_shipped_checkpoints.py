@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 MANIFEST = Path(SHIPPED_DIR) / 'manifest.json'
 ENTRIES = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
 FIELDS = {
-    'config', 'commit', 'steps', 'epochs', 'wall_minutes', 'val_top1',
-    'sha256', 'command'
+    'config', 'commit', 'steps', 'epochs', 'schedule_epochs', 'wall_minutes',
+    'val_top1', 'sha256', 'command'
 }
 
 
@@ -51,6 +51,11 @@ def test_every_shipped_file_is_in_the_manifest():
 def test_shipped_checkpoint_matches_its_manifest(name):
     entry = ENTRIES[name]
     assert set(entry) == FIELDS
+    # an interim checkpoint of a longer run says which epoch it is
+    assert 0 < entry['epochs'] <= entry['schedule_epochs']
+    if entry['epochs'] < entry['schedule_epochs']:
+        assert f'--checkpoint WORK_DIR/epoch_{entry["epochs"]}.pth' in \
+            entry['command']
     path = Path(SHIPPED_DIR) / name
     assert hashlib.sha256(path.read_bytes()).hexdigest() == entry['sha256']
     assert (REPO / entry['config']).is_file()

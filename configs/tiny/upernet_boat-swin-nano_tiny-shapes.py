@@ -1,6 +1,7 @@
 # UperNet with a nano BOAT-Swin (32 channels) on the tiny-shapes ADE20K-style
 # set (background + 4 shape classes): the BOAT-Swin-T config with smaller
-# backbone, heads and images and a CPU-sized schedule. Data:
+# backbone, heads and images and a CPU-sized schedule, fine-tuned from a nano
+# BOAT-Swin pretrained on the tiny-shapes stream. Data:
 #   python tools/misc/make_tiny_datasets.py       # writes data/tiny_shapes
 _base_ = '../boat_swin/upernet_boat-swin-t_8xb2-160k_ade20k-512x512.py'
 
@@ -16,7 +17,13 @@ model = dict(
             depths=(2, 2, 2, 2),
             num_heads=(1, 2, 4, 8)),
         drop_path_rate=0.1,
-        init_cfg=None),
+        # fine-tuned from the nano BOAT-Swin pretrained on the tiny-shapes
+        # stream (shipped in the package; its manifest says how it was made)
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='mmboat://tiny_shapes/'
+            'boat-swin-nano_stream-pretrain_tiny-shapes.pth',
+            prefix='backbone.')),
     decode_head=dict(
         in_channels=[32, 64, 128, 256], channels=64, num_classes=num_classes),
     auxiliary_head=dict(in_channels=128, channels=32, num_classes=num_classes))
@@ -76,7 +83,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 # ----------------------------------------------------------------- schedule
-max_iters = 1000
+max_iters = 1500
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
@@ -88,7 +95,16 @@ param_scheduler = [
         end=max_iters,
         by_epoch=False)
 ]
-optim_wrapper = dict(optimizer=dict(lr=3e-4))
+# fine-tuning: the heads (random at the start) learn 10 times faster than
+# the pretrained backbone, 1,500 iterations. Measured with the backbone of
+# pretraining epoch 43: mIoU 72.3; 68.2 in 1,000 iterations; 40.5 with one
+# learning rate for all (docs/tiny_shapes_pretraining.md)
+optim_wrapper = dict(
+    optimizer=dict(lr=3e-4),
+    paramwise_cfg=dict(custom_keys={
+        'decode_head': dict(lr_mult=10.),
+        'auxiliary_head': dict(lr_mult=10.)
+    }))
 default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(interval=max_iters, max_keep_ckpts=1))

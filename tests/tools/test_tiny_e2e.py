@@ -1,10 +1,10 @@
 """End to end on the embedded tiny-shapes data, as a user runs it: the data
 is generated in a temporary folder, a tiny config of configs/tiny/ trains
-with tools/train.py and validates with the real evaluator (COCO bbox + segm
-mAP, mIoU, top-1), then tools/test.py reloads the saved checkpoint and
-evaluates it. The detector trains its full schedule (about 10 minutes on
-2 cores) and must score clearly above an untrained one (COCO mAP 0.0);
-docs/benchmarks.md gives what each tiny config reaches."""
+with tools/train.py and validates with the real evaluator (mIoU, top-1),
+then tools/test.py reloads the saved checkpoint and
+evaluates it, on a few images for a few steps. The full detection schedule
+is run by tests/tools/test_quick_start.py; docs/benchmarks.md gives what
+each tiny config reaches."""
 import os
 import re
 import subprocess
@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from mmboat.datasets import make_tiny_datasets
-from mmboat.datasets.tiny_shapes import DEFAULT_SIZES
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / 'configs' / 'tiny'
@@ -60,18 +59,6 @@ def train_and_test(tmp_path, task, config, sizes, options, names):
     # the reloaded checkpoint evaluates to what validation saw
     assert tested == pytest.approx(trained, abs=1e-4)
     return tested
-
-
-@pytest.mark.slow
-def test_detection_full_schedule(tmp_path):
-    """The whole tiny schedule on the default data: 0.114 bbox / 0.122 segm
-    mAP measured (seed 0); an untrained detector scores 0.0."""
-    values = train_and_test(tmp_path, 'det',
-                            'mask-rcnn_boat-swin-nano_fpn_tiny-shapes.py',
-                            DEFAULT_SIZES['det'], [],
-                            ['coco/bbox_mAP', 'coco/segm_mAP'])
-    assert values['coco/bbox_mAP'] >= 0.08
-    assert values['coco/segm_mAP'] >= 0.08
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ import sys
 import tempfile
 
 import torch
+from mmengine.config import Config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # run from a clone without installing
@@ -70,12 +71,13 @@ def session_logs(work_dir: str):
     return sorted(glob.glob(osp.join(work_dir, '*', '*.log')))
 
 
-def wall_minutes(logs) -> float:
-    """Minutes from the first to the last log line, summed over sessions
-    (time between sessions, when nothing ran, is not counted)."""
-    total = 0.
+def wall_minutes(logs, epoch: int) -> float:
+    """Minutes from the first log line to the validation of ``epoch``,
+    summed over sessions (time between sessions, when nothing ran, is not
+    counted)."""
+    total, end = 0., f'Epoch(val) [{epoch}]'
     for log in logs:
-        stamps = []
+        stamps, done = [], False
         with open(log) as f:
             for line in f:
                 m = LOG_TIME.match(line)
@@ -83,8 +85,13 @@ def wall_minutes(logs) -> float:
                     stamps.append(
                         datetime.datetime.strptime(
                             m.group(1), '%Y/%m/%d %H:%M:%S'))
+                    if end in line and 'accuracy/top1' in line:
+                        done = True
+                        break
         if len(stamps) > 1:
             total += (stamps[-1] - stamps[0]).total_seconds()
+        if done:
+            break
     return total / 60
 
 
@@ -154,12 +161,15 @@ def main(argv=None):
         commit=commit,
         steps=step,
         epochs=epoch,
-        wall_minutes=round(wall_minutes(session_logs(work_dir)), 1),
+        schedule_epochs=Config.fromfile(configs[0]).train_cfg.max_epochs,
+        wall_minutes=round(wall_minutes(session_logs(work_dir), epoch), 1),
         val_top1=round(top1, 2),
         sha256=sha256(out),
         command=(f'python tools/train.py configs/tiny/{name}.py --work-dir '
                  f'WORK_DIR --resume && python '
                  f'tools/misc/publish_tiny_checkpoint.py WORK_DIR' +
+                 (f' --checkpoint WORK_DIR/epoch_{epoch}.pth'
+                  if args.checkpoint else '') +
                  (' --whole-model' if args.whole_model else '')))
     with open(manifest_file, 'w') as f:
         json.dump(dict(sorted(manifest.items())), f, indent=2)
