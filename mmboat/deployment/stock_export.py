@@ -88,9 +88,29 @@ def stock_cluster_order_decomposition(x: torch.Tensor,
         return decomposition(x, cluster_size, num_iters, temperature)
 
 
+def _register_inductor_fallback() -> None:
+    """Tell inductor (``torch.compile``) to run the op as a fallback
+    kernel, as it does any custom op without a lowering. Inductor decides
+    that by itself otherwise, but then, with the environment variable
+    ``CI`` set (GitHub Actions sets it), refuses an op that has a
+    decomposition ("make_fallback(...): a decomposition exists"), which
+    the entry of :func:`register_stock_exporters` gives it."""
+    from torch._inductor import lowering
+    from torch._library.utils import get_layout_constraint_tag
+    if CLUSTER_ORDER in lowering.lowerings:
+        return
+    tag = get_layout_constraint_tag(CLUSTER_ORDER, with_default=True)
+    lowering.make_fallback(
+        CLUSTER_ORDER,
+        layout_constraint=lowering.tag_to_layout_constraint(tag),
+        warn=False)
+
+
 def register_stock_exporters() -> None:
     """Let ``torch.onnx.export(..., dynamo=True)`` lower the clustering op
-    (see the module docstring). Idempotent; an entry someone else put
-    there for the op is kept."""
+    (see the module docstring), and ``torch.compile`` keep it one fallback
+    kernel. Idempotent; an entry someone else put there for the op is
+    kept."""
     torch._decomp.decomposition_table.setdefault(
         CLUSTER_ORDER, stock_cluster_order_decomposition)
+    _register_inductor_fallback()

@@ -4,7 +4,7 @@ prediction is the ImageClassifier's."""
 import numpy as np
 import pytest
 import torch
-from mmengine.registry import MODELS
+from mmengine.registry import MODELS, DefaultScope
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmpretrain.structures import DataSample
 
@@ -27,6 +27,15 @@ TEACHER = dict(
         num_classes=4,
         in_channels=64,
         loss=dict(type='CrossEntropyLoss')))
+
+
+@pytest.fixture(autouse=True)
+def mmpretrain_scope():
+    """mmpretrain models build their parts (ClsDataPreprocessor...) in
+    the current scope: mmpretrain's, as in an mmpretrain config, whatever
+    scope an earlier test's runner left current."""
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield
 
 
 def build(aux_weight=1.0, distill=None):
