@@ -67,6 +67,39 @@ def add_mim_extension(package_dir, mode):
             shutil.copyfile(src, dst)
 
 
+def get_extensions():
+    """mmboat's compiled ops: ``mmboat._ext``, the CPU kernel of
+    ``mmboat::cluster_order`` (``mmboat/ops/csrc``), built in place by
+    editable installs.
+
+    Returns ``(ext_modules, cmdclass)``; no extension where torch cannot be
+    imported (an isolated build: ``pip install`` without
+    ``--no-build-isolation``), in which case the op runs its torch code.
+    """
+    try:
+        from torch.utils.cpp_extension import BuildExtension, CppExtension
+    except ImportError:
+        warnings.warn(
+            'torch is not importable: mmboat._ext (the compiled '
+            'clustering op) is not built; install with '
+            '`pip install -e . --no-build-isolation --use-pep517` in an '
+            'environment with torch to build it')
+        return [], {}
+    ext = CppExtension(
+        'mmboat._ext',
+        sources=['mmboat/ops/csrc/cluster_order.cpp'],
+        # no -ffast-math and no FMA contraction: the op's float64 orders
+        # must be those of its torch code; -fopenmp: at::parallel_for
+        extra_compile_args=[
+            '-O3', '-ffp-contract=off', '-fopenmp', '-g0', '-Wno-psabi'
+        ],
+        extra_link_args=['-fopenmp'])
+    return [ext], {'build_ext': BuildExtension.with_options(use_ninja=True)}
+
+
+EXT_MODULES, EXT_CMDCLASS = get_extensions()
+
+
 class BuildPyWithMim(build_py):
     """``build_py`` that also copies the ``.mim`` files into the built
     package, so that wheels and ``pip install .`` carry them."""
@@ -92,7 +125,11 @@ setup(
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     # the tiny-shapes pretrained backbones (``mmboat://tiny_shapes/...``)
     package_data={'mmboat': ['checkpoints/*.json', 'checkpoints/*/*.pth']},
-    cmdclass={'build_py': BuildPyWithMim},
+    ext_modules=EXT_MODULES,
+    cmdclass={
+        'build_py': BuildPyWithMim,
+        **EXT_CMDCLASS
+    },
     python_requires='>=3.8',
     install_requires=parse_requirements('requirements/runtime.txt'),
     extras_require={'tests': parse_requirements('requirements/tests.txt')},

@@ -112,17 +112,30 @@ else
 fi
 
 # ---------------------------------------------------------------- the rest
-# A stamp of the requirement files and setup.py: unchanged means installed.
+# A stamp of the requirement files, setup.py and the sources of mmboat's
+# compiled op: unchanged (and the op built) means installed.
 STAMP_FILE="$VENV/.mmboat-install-stamp"
-STAMP="$(cd "$REPO" && cat requirements/*.txt setup.py mmboat/version.py | sha256sum | cut -d' ' -f1) $REPO"
-if [ -f "$STAMP_FILE" ] && [ "$(cat "$STAMP_FILE")" = "$STAMP" ]; then
+STAMP="$(cd "$REPO" && cat requirements/*.txt setup.py mmboat/version.py mmboat/ops/csrc/* | sha256sum | cut -d' ' -f1) $REPO"
+if [ -f "$STAMP_FILE" ] && [ "$(cat "$STAMP_FILE")" = "$STAMP" ] \
+    && ls "$REPO"/mmboat/_ext*.so >/dev/null 2>&1; then
   step "the pinned OpenMMLab stack and mmboat are already installed"
 else
   step "installing the pinned OpenMMLab stack, test tools and mmboat (editable)"
   CHANGED=1
   "${PIP[@]}" -q -r "$REPO/requirements/runtime.txt" -r "$REPO/requirements/tests.txt"
-  "${PIP[@]}" -q --no-deps --no-build-isolation -e "$REPO" 2>/dev/null \
-    || "${PIP[@]}" -q --no-deps -e "$REPO"
+  # without build isolation, so that setup.py compiles mmboat's clustering
+  # op (mmboat/_ext*.so, in place) against this environment's torch; PEP 517
+  # (PEP 660 editable), since setuptools' legacy `develop` re-runs pip with
+  # build isolation, where torch is missing and no op is built
+  mkdir -p "$CACHE"
+  if ! "${PIP[@]}" -q --no-deps --no-build-isolation --use-pep517 -e "$REPO" >"$CACHE/mmboat-install.log" 2>&1; then
+    echo "  building mmboat's compiled clustering op failed (log: $CACHE/mmboat-install.log);"
+    echo "  installing mmboat without it: the clustering runs its slower torch code"
+    "${PIP[@]}" -q --no-deps -e "$REPO"
+  elif ! ls "$REPO"/mmboat/_ext*.so >/dev/null 2>&1; then
+    echo "  mmboat's compiled clustering op was not built (log: $CACHE/mmboat-install.log):"
+    echo "  the clustering runs its slower torch code"
+  fi
   # MIM finds a package's folder from its distribution's location, which
   # for an editable install is site-packages (no mmboat folder there): the
   # checkout's own mmboat.egg-info lets `PYTHONPATH=$PWD mim search mmboat`

@@ -3,10 +3,16 @@
 
 * :func:`cluster_order`: the op (``torch.ops.mmboat.cluster_order``). Its
   Python body, :func:`_cluster` in plain torch ops, is the kernel of every
-  device (CPU and CUDA). A compiled kernel for one device is registered on
-  the same op, here, e.g. ``cluster_order.register_kernel('cpu')(fn)``:
-  every caller (FSLA, the exporters, the FLOP counters) keeps calling the
-  same op.
+  device but the CPU (CUDA). The CPU kernel is compiled C++
+  (``mmboat/ops/csrc/cluster_order.cpp``, the extension ``mmboat._ext``
+  that ``setup.py`` builds), registered on the same op here, so every
+  caller (FSLA, the exporters, the FLOP counters) keeps calling the same
+  op. Where the extension is not built, the CPU runs the torch body too,
+  after one warning that says how to build it; the environment variable
+  ``MMBOAT_CLUSTER_IMPL=eager`` makes it run the torch body anyway
+  (:func:`cluster_order_impl` says which runs). Both give the same order in
+  float64, ties included; in float32 they differ where two split ratios are
+  within rounding of each other.
 * ``_cluster_order_shape``: its fake (meta) implementation; the output
   shape follows from ``N`` alone, so ``torch.compile`` and
   ``torch.export`` see one opaque node whose data-dependent sorts never
@@ -18,12 +24,26 @@
 
 The layout rule for any number of tokens is in :mod:`.cluster_layout`.
 """
-from typing import Tuple
+import importlib
+import os
+import warnings
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
+from mmboat.utils.collect_env import register_env_info
 from .cluster_layout import ClusterLayout, cluster_layout, num_cluster_levels
+
+#: The environment variable that picks the CPU kernel of the op: unset or
+#: empty, the compiled one where it is built (else the torch body, after a
+#: warning); ``compiled``, the compiled one or an error; ``eager``, the
+#: torch body.
+IMPL_ENV = 'MMBOAT_CLUSTER_IMPL'
+#: How to build the compiled kernel (in the repository, in mmboat's
+#: environment).
+BUILD_COMMAND = ('bash tools/setup_env.sh (or: pip install -e . '
+                 '--no-build-isolation --use-pep517 --no-deps)')
 
 
 @torch.library.custom_op('mmboat::cluster_order', mutates_args=())
@@ -58,8 +78,103 @@ def cluster_order(x: torch.Tensor,
         Tensor: (B, 2**L, m) long, the token index held by every slot of
         every leaf in leaf order (``-1`` for padding).
     """
+    return _eager_cluster_order(x, cluster_size, num_iters, temperature)
+
+
+def _eager_cluster_order(x, cluster_size, num_iters, temperature):
+    """The op's torch body, without autograd or autocast."""
     with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
         return _cluster(x.detach(), cluster_size, num_iters, temperature)
+
+
+# ------------------------------------------------------ the CPU kernel
+
+#: ``(kernel, None)`` once ``mmboat._ext`` is imported, ``(None, error)``
+#: once it failed to; None before the first try
+_compiled: Optional[Tuple[Optional[Callable], Optional[Exception]]] = None
+_warned = False
+
+
+def _load_compiled() -> Callable:
+    """``mmboat._ext.cluster_order_cpu``; raises ImportError when the
+    extension is not built (or does not load)."""
+    return importlib.import_module('mmboat._ext').cluster_order_cpu
+
+
+def _compiled_kernel() -> Tuple[Optional[Callable], Optional[Exception]]:
+    """The compiled CPU kernel and None, or None and why it is missing;
+    the import is tried once."""
+    global _compiled
+    if _compiled is None:
+        try:
+            _compiled = (_load_compiled(), None)
+        except ImportError as e:
+            _compiled = (None, e)
+    return _compiled
+
+
+def _chosen_impl() -> str:
+    """What :data:`IMPL_ENV` asks for: ``''`` (the compiled kernel where
+    it is built), ``'compiled'`` or ``'eager'``."""
+    choice = os.environ.get(IMPL_ENV, '').strip().lower()
+    if choice not in ('', 'compiled', 'eager'):
+        raise ValueError(f'{IMPL_ENV}={os.environ[IMPL_ENV]!r}: use '
+                         "'compiled', 'eager' or leave it unset")
+    return choice
+
+
+def cluster_order_impl() -> str:
+    """Which kernel ``mmboat::cluster_order`` runs on the CPU:
+    ``'compiled'`` (``mmboat._ext``) or ``'eager'`` (the torch body),
+    following :data:`IMPL_ENV`."""
+    choice = _chosen_impl()
+    if choice == 'eager':
+        return 'eager'
+    kernel, error = _compiled_kernel()
+    if kernel is None and choice == 'compiled':
+        raise RuntimeError(
+            f'{IMPL_ENV}=compiled, but the compiled clustering op '
+            f'(mmboat._ext) does not load ({error}); build it with '
+            f'{BUILD_COMMAND}')
+    return 'compiled' if kernel is not None else 'eager'
+
+
+@register_env_info('mmboat cluster_order')
+def _describe_impl() -> str:
+    """The line of ``collect_env`` about the clustering op's CPU kernel."""
+    try:
+        impl = cluster_order_impl()
+    except (ValueError, RuntimeError) as e:
+        return f'error: {e}'
+    if impl == 'compiled':
+        return 'compiled CPU kernel (mmboat._ext)'
+    if _chosen_impl() == 'eager':
+        return f'eager ({IMPL_ENV}=eager)'
+    return (f'eager: the compiled CPU kernel is not built '
+            f'({_compiled_kernel()[1]}); build it with {BUILD_COMMAND}')
+
+
+@cluster_order.register_kernel('cpu')
+def _cluster_order_cpu(x: torch.Tensor,
+                       cluster_size: int = 49,
+                       num_iters: int = 2,
+                       temperature: float = 100.) -> torch.Tensor:
+    """The CPU kernel: the compiled one, or the torch body (see
+    :func:`cluster_order_impl`); one warning when the compiled one is
+    missing."""
+    global _warned
+    if cluster_order_impl() == 'compiled':
+        kernel = _compiled_kernel()[0]
+        return kernel(x.detach(), num_cluster_levels(x.shape[1], cluster_size),
+                      num_iters, float(temperature))
+    if not _warned and _chosen_impl() != 'eager':
+        _warned = True
+        warnings.warn(
+            'mmboat::cluster_order: the compiled CPU kernel (mmboat._ext) is '
+            f'not built ({_compiled_kernel()[1]}); the clustering runs its '
+            f'slower torch code. Build it with {BUILD_COMMAND}.',
+            stacklevel=2)
+    return _eager_cluster_order(x, cluster_size, num_iters, temperature)
 
 
 @cluster_order.register_fake
@@ -137,8 +252,13 @@ def _split_ranks(q: torch.Tensor,
         first_sum = torch.matmul(assign, q)  # (B, G, 1, d)
         c1 = F.normalize(first_sum, dim=-1)
         c2 = F.normalize(total - first_sum, dim=-1)
-    ratio = ((torch.matmul(c1, qt) * inv_norm + 1) /
-             (torch.matmul(c2, qt) * inv_norm + 1)).view(B, G, T)
+    # cos(x, c1) and cos(x, c2) of every token in one (T, d) x (d, 2)
+    # product: BLAS computes every row of it the same way, so equal tokens
+    # get equal ratios (``c @ q^T`` computes its last ``T % 4`` columns
+    # another way, off by an ulp, which broke ties between equal tokens)
+    cos = torch.matmul(q, torch.cat([c1, c2], 2).transpose(-1, -2))
+    cos = cos * inv_norm.transpose(-1, -2) + 1  # (B, G, T, 2)
+    ratio = (cos[..., 0] / cos[..., 1]).view(B, G, T)
     if src is not None:
         big = torch.finfo(ratio.dtype).max
         ratio = torch.nan_to_num(ratio, nan=big, posinf=big)

@@ -23,7 +23,10 @@ W-MSA of forward multiply-adds (``torch.utils.flop_counter``, with the
 matrix products of FSLA's clustering counted, see
 :mod:`mmboat.analysis.flops`), the floor of the time ratio for code that
 runs FSLA's products as fast as W-MSA's; ``clust.`` is the time of FSLA's
-clustering op alone (the same queries) over W-MSA's forward time.
+clustering op alone (the same queries) over W-MSA's forward time. The
+first line says which CPU kernel the op runs: the compiled one
+(``mmboat._ext``) or, with ``MMBOAT_CLUSTER_IMPL=eager`` in the
+environment (or where it is not built), its torch code.
 
 Then the backbones (``--no-backbones`` skips them), measured as
 ``benchmark.py CONFIG --part backbone`` measures them, for the T-size
@@ -49,6 +52,7 @@ import torch
 from mmboat.analysis.tasks import TASKS
 from mmboat.models.layers import (FeatureSpaceLocalAttention,
                                   PaddedShiftWindowMSA)
+from mmboat.ops.cluster_order import cluster_order_impl
 from mmboat.utils.benchmark import timed
 
 SWIN_T = [(96, 3), (192, 6), (384, 12), (768, 24)]  # (channels, heads)
@@ -168,7 +172,8 @@ def main():
     device = torch.device(args.device)
     amp = dict(bf16=torch.bfloat16, fp16=torch.float16).get(args.amp)
     print(f'device={device} threads={torch.get_num_threads()} amp={args.amp} '
-          f'torch={torch.__version__}')
+          f'torch={torch.__version__} cluster_order (CPU)='
+          f'{cluster_order_impl()}')
     header = (f'{"input":>9} {"batch":>5} {"grid":>9} {"C":>4} {"h":>3} | '
               f'{"W-MSA fwd":>10} {"FSLA fwd":>10} {"ratio":>6} '
               f'{"FLOPs":>7} {"clust.":>6} | '
