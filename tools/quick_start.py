@@ -18,7 +18,6 @@ metrics and the picture are.
 import argparse
 import json
 import os.path as osp
-import sys
 import time
 
 from mmengine.config import Config, DictAction
@@ -28,6 +27,7 @@ import mmboat  # noqa: F401  (registers the mmboat modules)
 from mmboat.apis.compare import draw_ground_truth_and_prediction
 from mmboat.datasets import is_complete, make_tiny_datasets
 from mmboat.utils.config_checks import ConfigOptionError, check_cfg_options
+from mmboat.utils.runner_cli import exit_with_error
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DESCRIPTION = ('Train, evaluate and draw a tiny BOAT model on the embedded '
@@ -108,7 +108,7 @@ def main(argv=None):
         try:  # a misspelt key stops here, not inside the training loop
             check_cfg_options(cfg, args.cfg_options)
         except ConfigOptionError as e:
-            sys.exit(f'quick_start.py: error: {e}')
+            exit_with_error(f'quick_start.py: error: {e}', e)
         cfg.merge_from_dict(args.cfg_options)
     if not is_complete(args.data_root, args.task):
         # missing, or left half-written by an interrupted run

@@ -14,13 +14,13 @@ FSLA weights that start fresh when SRC is a plain Swin / CSWin file.
 import argparse
 import os
 import secrets
-import sys
 from typing import List, Optional
 
 import torch
 
 from mmboat.families import Family
 from mmboat.utils.checkpoint import CheckpointError
+from mmboat.utils.runner_cli import add_debug_option, exit_with_error
 from .core import CONVERTERS, FamilyConverter, convert
 
 
@@ -65,6 +65,7 @@ def build_parser(converter: FamilyConverter) -> argparse.ArgumentParser:
         default=0,
         help=f'seed of the fresh FSLA weights of a {family.plain_name} '
         'source (default: 0)')
+    add_debug_option(parser)
     return parser
 
 
@@ -173,5 +174,5 @@ def main(family_key: str, argv: Optional[List[str]] = None) -> None:
         converted['meta']['source_file'] = os.path.basename(src)
         save_atomically(converted, dst)
     except ValueError as e:  # CheckpointError and refused architectures
-        sys.exit(f'error: cannot convert {src}: {e}')
+        exit_with_error(f'error: cannot convert {src}: {e}', e)
     report(converter, converted, src, dst)

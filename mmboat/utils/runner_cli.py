@@ -1,7 +1,9 @@
 """Command-line handling shared by ``tools/train.py`` and ``tools/test.py``:
 the common options, the config they give, and the runner built from it;
 errors whose message says what to do end the tool with that message, not
-a traceback (:func:`exit_on_clear_errors`)."""
+a traceback (:func:`exit_on_clear_errors`). Every Python tool under
+``tools/`` ends on an expected error through :func:`exit_with_error`: one
+line and status 1 (or 2), or, with ``MMBOAT_DEBUG=1``, the traceback."""
 import argparse
 import contextlib
 import difflib
@@ -9,7 +11,7 @@ import glob
 import os
 import os.path as osp
 import sys
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
@@ -70,6 +72,55 @@ def check_checkpoint_path(path: str) -> None:
         raise checkpoint_not_found(path)
 
 
+#: set to 1 (anything but empty or 0), a tool's expected errors show their
+#: traceback instead of the one-line message (:func:`exit_with_error`)
+DEBUG_ENV = 'MMBOAT_DEBUG'
+
+
+def debugging() -> bool:
+    """Whether ``MMBOAT_DEBUG`` asks for tracebacks (``--debug`` sets it)."""
+    return os.environ.get(DEBUG_ENV, '') not in ('', '0')
+
+
+def exit_with_error(
+        message: str,
+        error: Optional[BaseException] = None,
+        parser: Optional[argparse.ArgumentParser] = None) -> NoReturn:
+    """End a tool on an expected error: ``message`` on stderr and status 1,
+    no traceback (with ``parser``: its usage line and ``message``, status
+    2). With ``MMBOAT_DEBUG=1`` raise ``error``, the exception behind the
+    message, with its traceback instead (a refusal that has none raises
+    ``RuntimeError(message)``, whose traceback shows where it was made)."""
+    if debugging():
+        if error is not None:
+            raise error
+        raise RuntimeError(message)
+    if parser is not None:
+        parser.error(message)
+    sys.exit(message)
+
+
+class _DebugAction(argparse.Action):
+    """``--debug``: set ``MMBOAT_DEBUG=1`` (also for the processes the tool
+    starts); stores nothing in the parsed arguments."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        kwargs.update(nargs=0, default=argparse.SUPPRESS)
+        super().__init__(option_strings, argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        os.environ[DEBUG_ENV] = '1'
+
+
+def add_debug_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--debug``, the same as ``MMBOAT_DEBUG=1``."""
+    parser.add_argument(
+        '--debug',
+        action=_DebugAction,
+        help='on an expected error, show its traceback instead of the '
+        f'one-line message (same as {DEBUG_ENV}=1)')
+
+
 @contextlib.contextmanager
 def exit_on_clear_errors(tool: str):
     """Turn the errors whose message says what is wrong and what to do (a
@@ -77,12 +128,12 @@ def exit_on_clear_errors(tool: str):
     dataset that is not on disk, a checkpoint that cannot be read, is of
     another family or format, holds NaN or Inf or does not fit the model)
     into the exit of the tool with that message and status 1, without a
-    traceback."""
+    traceback (:func:`exit_with_error`)."""
     try:
         yield
     except (ConfigNotFoundError, ConfigOptionError, DataNotFoundError,
             CheckpointError) as e:
-        sys.exit(f'{tool}: error: {e}')
+        exit_with_error(f'{tool}: error: {e}', e)
 
 
 def runner_parser(description: str, config_help: str,
@@ -97,9 +148,10 @@ def runner_parser(description: str, config_help: str,
 
 def parse_runner_args(parser: argparse.ArgumentParser,
                       argv: Optional[List[str]] = None) -> argparse.Namespace:
-    """Add ``--cfg-options``, ``--launcher`` and ``--local-rank``, parse
-    ``argv`` (default: the command line) and set ``LOCAL_RANK`` in the
-    environment when the launcher has not."""
+    """Add ``--cfg-options``, ``--launcher``, ``--allow-partial``,
+    ``--debug`` and ``--local-rank``, parse ``argv`` (default: the command
+    line) and set ``LOCAL_RANK`` in the environment when the launcher has
+    not."""
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -119,6 +171,7 @@ def parse_runner_args(parser: argparse.ArgumentParser,
         'a model with an mmboat backbone (missing, unexpected or misshapen '
         'weights, another family, an unconverted release file) stops the '
         f'tool with the list. Same as {PARTIAL_LOAD_KEY}=True in the config')
+    add_debug_option(parser)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:

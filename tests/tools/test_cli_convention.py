@@ -1,6 +1,7 @@
 """The command-line convention of every script under tools/: given a config
 or file that does not exist, it exits with status 1 or 2, names the missing
-path and prints no traceback.
+path and prints no traceback; with ``MMBOAT_DEBUG=1`` (or ``--debug`` where
+the parser is shared) it prints the traceback of the error instead.
 
 The scripts are discovered: a new script without a row in ``MISSING`` fails
 :func:`test_every_script_has_a_row`, so none escapes the convention.
@@ -63,27 +64,64 @@ def test_every_script_has_a_row():
         'the row of a removed one)')
 
 
-@pytest.mark.parametrize(
-    'script', [s for s in sorted(MISSING) if MISSING[s] is not None])
-def test_missing_input_is_a_clear_error(script, tmp_path):
+def run_script(script, args, cwd, debug=None):
+    """Run ``tools/<script> args`` in ``cwd``; ``MMBOAT_DEBUG`` is ``debug``,
+    or unset."""
     path = TOOLS / script
     command = (['bash', str(path)] if script.endswith('.sh') else
-               [sys.executable, str(path)]) + MISSING[script]
+               [sys.executable, str(path)]) + list(args)
     env = dict(
         os.environ,
         PYTHONPATH=str(REPO),
         OMP_NUM_THREADS='1',
         PYTHON=sys.executable)
+    env.pop('MMBOAT_DEBUG', None)
+    if debug is not None:
+        env['MMBOAT_DEBUG'] = debug
     proc = subprocess.run(
-        command,
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600)
-    out = proc.stdout + proc.stderr
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return proc, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    'script', [s for s in sorted(MISSING) if MISSING[s] is not None])
+def test_missing_input_is_a_clear_error(script, tmp_path):
+    proc, out = run_script(script, MISSING[script], tmp_path)
     assert proc.returncode in (1, 2), out[-3000:]
     assert 'Traceback' not in out, out[-3000:]
     assert 'nope' in out, out[-3000:]
     # nothing was written into the working directory
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+#: representative tools: the shared runner parser, a converter, the tools
+#: that import mmboat lazily
+DEBUGGED = [
+    'train.py', 'test.py', 'model_converters/boat_swin_to_mmboat.py',
+    'demo/image_demo.py', 'deployment/export_onnx.py'
+]
+
+
+@pytest.mark.parametrize('script', DEBUGGED)
+def test_debug_shows_the_traceback(script, tmp_path):
+    """MMBOAT_DEBUG=1: the same missing-file call raises the error itself,
+    traceback and all, and still fails; MMBOAT_DEBUG=0 is the default."""
+    proc, out = run_script(script, MISSING[script], tmp_path, debug='1')
+    assert proc.returncode != 0, out[-3000:]
+    assert 'Traceback (most recent call last)' in out, out[-3000:]
+    assert 'nope' in out, out[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    proc, out = run_script(script, MISSING[script], tmp_path, debug='0')
+    assert proc.returncode in (1, 2), out[-3000:]
+    assert 'Traceback' not in out, out[-3000:]
+
+
+@pytest.mark.parametrize(
+    'script', ['train.py', 'model_converters/boat_cswin_to_mmboat.py'])
+def test_debug_option_of_the_shared_parsers(script, tmp_path):
+    """``--debug`` of the shared parsers (tools/train.py and tools/test.py,
+    the converters) is MMBOAT_DEBUG=1."""
+    proc, out = run_script(script, MISSING[script] + ['--debug'], tmp_path)
+    assert proc.returncode != 0, out[-3000:]
+    assert 'Traceback (most recent call last)' in out, out[-3000:]
+    assert 'nope' in out, out[-3000:]

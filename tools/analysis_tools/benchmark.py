@@ -22,7 +22,6 @@ Progress goes to stderr, the table to stdout.
 """
 import argparse
 import logging
-import sys
 
 import torch
 
@@ -98,11 +97,12 @@ def main(argv=None):
     from mmengine.logging import MMLogger
 
     import mmboat  # noqa: F401  (registers the mmboat modules)
+    from mmboat.utils.runner_cli import exit_with_error
     try:
         device = check_args(args)
         cfg, scope = load_config(args.config)
     except (FileNotFoundError, ValueError) as e:
-        sys.exit(f'error: {e}')
+        exit_with_error(f'error: {e}', e)
     # MMEngine logs to stdout, where the table goes: only errors while here
     logger = MMLogger.get_current_instance()
     level = logger.level

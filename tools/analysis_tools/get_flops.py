@@ -56,10 +56,11 @@ def main(argv=None):
     from mmengine.registry import MODELS, init_default_scope
 
     from mmboat.analysis import TASKS, load_task_config, model_complexity
+    from mmboat.utils.runner_cli import exit_with_error
     try:
         cfg = load_task_config(args.config, args.cfg_options)
     except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f'error: {e}')
+        exit_with_error(f'error: {e}', e)
     scope = cfg.default_scope
     init_default_scope(scope)
     backbone = cfg.model.get('backbone', {})

@@ -31,6 +31,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mmboat.analysis import TASKS, load_task_config, standard_forward
+from mmboat.utils.runner_cli import exit_with_error
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,7 +141,7 @@ def zoo_rows(configs, cfg_options):
     rows, measured = [], {}
     for i, path in enumerate(configs, 1):
         if not path.is_file():
-            raise SystemExit(f'error: config not found: {path}')
+            exit_with_error(f'error: config not found: {path}')
         start = time.perf_counter()
         print(
             f'[{i}/{len(configs)}] {path.name}: measuring',
@@ -149,7 +150,7 @@ def zoo_rows(configs, cfg_options):
         try:
             cfg = load_task_config(path, cfg_options)
         except ValueError as e:
-            raise SystemExit(f'error: {e}')
+            exit_with_error(f'error: {e}', e)
         # configs differing only in schedule / data share one measurement
         key = (cfg.default_scope, repr(cfg.model.to_dict()))
         if key not in measured:

@@ -59,8 +59,8 @@ def main(argv=None):
     try:
         curves = [run_curve(w) for w in args.work_dirs]
     except ValueError as e:
-        print(f'plot_pretraining: {e}', file=sys.stderr)
-        return 1
+        from mmboat.utils.runner_cli import exit_with_error
+        exit_with_error(f'plot_pretraining: {e}', e)
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     colours = {}
     for name, points in curves:

@@ -92,10 +92,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if not osp.isfile(args.image):
-        sys.exit(f'error: image {args.image} does not exist; give an image '
-                 'file, e.g. data/tiny_shapes/coco/images/val/000000.jpg')
     # imported here so that --help answers without loading the model stack
+    from mmboat.utils.runner_cli import exit_with_error
+    if not osp.isfile(args.image):
+        exit_with_error(
+            f'error: image {args.image} does not exist; give an image '
+            'file, e.g. data/tiny_shapes/coco/images/val/000000.jpg')
     from mmboat.apis import build_inferencer
     from mmboat.visualization import check_heads, draw_clusters, fsla_clusters
     try:
@@ -126,7 +128,7 @@ def main(argv=None):
             bar.update()
         sys.stderr.write('\n')
     except (FileNotFoundError, ValueError) as e:
-        sys.exit(f'error: {e}')
+        exit_with_error(f'error: {e}', e)
     print(f'wrote {len(drawn)} picture(s):')
     for c, picture in zip(clusters, drawn):
         lo, hi = c.leaf_sizes()

@@ -12,7 +12,6 @@ segmentation OUT_DIR/pred/<n>_pred.png (label maps). Without --weights the
 model is randomly initialised: a check of the pipeline, not of predictions.
 """
 import argparse
-import sys
 
 import numpy as np
 
@@ -98,6 +97,7 @@ def main(argv=None):
     from mmboat.apis import (build_inferencer, class_names, list_images,
                              task_of, visualize)
     from mmboat.utils import CheckpointError
+    from mmboat.utils.runner_cli import exit_with_error
     try:
         images = list_images(args.inputs)
         inferencer = build_inferencer(args.config, args.weights, args.device,
@@ -109,7 +109,7 @@ def main(argv=None):
             score_thr=args.score_thr,
             topk=args.topk)
     except (FileNotFoundError, ValueError, CheckpointError) as e:
-        sys.exit(f'error: {e}')
+        exit_with_error(f'error: {e}', e)
 
     task, classes = task_of(inferencer), class_names(inferencer)
     print(f'wrote {len(paths)} picture(s):')

@@ -17,7 +17,6 @@ PyTorch.
 """
 import argparse
 import os.path as osp
-import sys
 
 
 def parse_args(argv=None):
@@ -59,13 +58,14 @@ def parse_args(argv=None):
         type=int,
         default=5,
         help='timed runs for the latency (0: no timing; default: 5)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if min(args.shape) < 1:  # a usage error: status 2
+        parser.error(f'--shape must be positive, got {args.shape}')
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if min(args.shape) < 1:
-        sys.exit(f'--shape must be positive, got {args.shape}')
     # imported here so that --help answers without loading the model stack
     import torch
 
@@ -75,6 +75,7 @@ def main(argv=None):
                                         export_backbone_onnx, max_abs_diffs)
     from mmboat.utils import CheckpointError
     from mmboat.utils.benchmark import interleaved_medians
+    from mmboat.utils.runner_cli import exit_with_error
     H, W = args.shape
     out = args.out or osp.join(
         'work_dirs', 'onnx',
@@ -87,7 +88,7 @@ def main(argv=None):
                                                args.whole_model,
                                                args.allow_partial)
     except (FileNotFoundError, ValueError, CheckpointError) as e:
-        sys.exit(f'error: {e}')
+        exit_with_error(f'error: {e}', e)
     try:
         path = export_backbone_onnx(
             net, (H, W),
@@ -96,8 +97,9 @@ def main(argv=None):
             metadata={'mmboat.config': osp.basename(args.config)},
             whole_model=args.whole_model)
     except Exception as e:  # the exporter's own failures: no file is left
-        sys.exit(f'error: the export failed, nothing was written to {out}: '
-                 f'{type(e).__name__}: {e}')
+        exit_with_error(
+            f'error: the export failed, nothing was written to {out}: '
+            f'{type(e).__name__}: {e}', e)
     wrapper = (ModelForExport if args.whole_model else BackboneForExport)(
         net, (H, W)).eval()
     model = OnnxModel(path, threads=torch.get_num_threads())

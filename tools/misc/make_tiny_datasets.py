@@ -8,6 +8,7 @@ import argparse
 import time
 
 from mmboat.datasets import make_tiny_datasets
+from mmboat.utils.runner_cli import exit_with_error
 
 
 def non_negative_int(text):
@@ -43,7 +44,7 @@ def main(argv=None):
     try:
         written = make_tiny_datasets(args.out_dir, args.seed, args.tasks)
     except (ValueError, OSError) as e:
-        parser.error(str(e))  # exit status 2, no traceback
+        exit_with_error(str(e), e, parser)  # usage and status 2
     for task, root in written.items():
         print(f'{task}: {root}')
     print(f'done in {time.perf_counter() - start:.1f} s')

@@ -31,6 +31,7 @@ sys.path.insert(0, REPO)  # run from a clone without installing
 
 from mmboat.utils import load_checkpoint_file  # noqa: E402
 from mmboat.utils.checkpoint import SHIPPED_DIR  # noqa: E402
+from mmboat.utils.runner_cli import exit_with_error  # noqa: E402
 
 # MMEngine's log file lines start with 2026/12/07 01:02:34
 LOG_TIME = re.compile(r'^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) - mmengine')
@@ -106,8 +107,8 @@ def val_top1(work_dir: str, epoch: int) -> float:
                 if 'accuracy/top1' in rec and rec.get('step') == epoch:
                     found = rec['accuracy/top1']
     if found is None:
-        raise SystemExit(f'publish: no val top-1 of epoch {epoch} in the '
-                         f'logs of {work_dir}')
+        exit_with_error(f'publish: no val top-1 of epoch {epoch} in the '
+                        f'logs of {work_dir}')
     return found
 
 
@@ -116,9 +117,9 @@ def main(argv=None):
     work_dir = osp.abspath(args.work_dir)
     configs = glob.glob(osp.join(work_dir, '*_stream-pretrain_*.py'))
     if len(configs) != 1:
-        raise SystemExit(f'publish: {work_dir} is not the work dir of one '
-                         'stream pretraining run (no *_stream-pretrain_*.py '
-                         'config dumped in it)')
+        exit_with_error(f'publish: {work_dir} is not the work dir of one '
+                        'stream pretraining run (no *_stream-pretrain_*.py '
+                        'config dumped in it)')
     name = osp.splitext(osp.basename(configs[0]))[0]
     checkpoint = args.checkpoint
     if checkpoint is None:
