@@ -6,6 +6,7 @@
 #   bash tools/run_tests.sh -m "not slow"   # lint, then the fast tests
 #   bash tools/run_tests.sh --lint-only     # lint only
 #   bash tools/run_tests.sh --no-lint ...   # tests only
+#   MMBOAT_TEST_WORKERS=1 bash tools/run_tests.sh   # in one process
 #
 # Other arguments go to pytest. The lint is OpenMMLab's: flake8, isort and
 # yapf with the settings in setup.cfg (versions in requirements/tests.txt);
@@ -70,5 +71,14 @@ if [ "$LINT" = 1 ]; then
   lint
 fi
 if [ "$TESTS" = 1 ]; then
+  # MMBOAT_TEST_WORKERS pytest processes (pytest-xdist; default 2, 1: none),
+  # each with one thread: on 2 cores two single-threaded workers finish the
+  # suite in about half the time of one process with two threads, whose
+  # many small operations use one core
+  WORKERS="${MMBOAT_TEST_WORKERS:-2}"
+  if [ "$WORKERS" != 1 ]; then
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+    PYTEST_ARGS=(-n "$WORKERS" --dist worksteal ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"})
+  fi
   exec "$VENV/bin/python" -m pytest ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"}
 fi

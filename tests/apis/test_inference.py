@@ -1,6 +1,8 @@
 """mmboat.apis: task detection, input listing, clear errors, and inference
 with the libraries' inferencers on the tiny configs (class names from the
-checkpoint or the config, weights loaded, score threshold, top-k)."""
+checkpoint or the config, weights loaded, score threshold, top-k); the
+libraries' own inferencers on the zoo configs."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,8 @@ from mmboat.apis import (build_inferencer, class_names, list_images, task_of,
                          visualize)
 from mmboat.datasets import draw_scene
 
-TINY = Path(__file__).resolve().parents[2] / 'configs' / 'tiny'
+CONFIG_ROOT = Path(__file__).resolve().parents[2] / 'configs'
+TINY = CONFIG_ROOT / 'tiny'
 CONFIGS = {
     'det': TINY / 'mask-rcnn_boat-swin-nano_fpn_tiny-shapes.py',
     'seg': TINY / 'upernet_boat-swin-nano_tiny-shapes.py',
@@ -209,3 +212,35 @@ def test_small_classification_pictures_upscaled(tmp_path, size, picture):
     Image.fromarray(img[:size[0], :size[1]]).save(path)
     paths, _ = visualize(path, CONFIGS['cls'], out_dir=tmp_path / 'out')
     assert read(paths[0]).shape == picture + (3, )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config', [
+    'boat_swin/mask-rcnn_boat-swin-t_fpn_1x_coco.py',
+    'boat_cswin/mask-rcnn_boat-cswin-t_fpn_1x_coco.py',
+    'boat_swin/upernet_boat-swin-t_8xb2-160k_ade20k-512x512.py'
+])
+def test_stock_inferencers_on_zoo_configs(config, image, tmp_path):
+    """mmdet's DetInferencer and mmseg's MMSegInferencer, as their users
+    call them, on the T-size zoo configs: the config's test pipeline on an
+    image file, predictions and pictures written."""
+    out = tmp_path / 'out'
+    if 'mask-rcnn' in config:
+        from mmdet.apis import DetInferencer
+        inferencer = DetInferencer(
+            model=str(CONFIG_ROOT / config), weights=None, device='cpu')
+        result = inferencer(str(image), out_dir=str(out), no_save_pred=False)
+        pred = result['predictions'][0]
+        assert len(pred['bboxes']) == len(pred['scores']) == len(
+            pred['labels'])
+        saved = json.loads((out / 'preds' / 'scene.json').read_text())
+        assert set(saved) >= {'bboxes', 'scores', 'labels'}
+    else:
+        from mmseg.apis import MMSegInferencer
+        inferencer = MMSegInferencer(
+            model=str(CONFIG_ROOT / config), weights=None, device='cpu')
+        result = inferencer(
+            str(image), out_dir=str(out), return_datasamples=False)
+        assert result['predictions'].shape == (240, 320)
+        assert result['predictions'].max() < 150
+    assert (out / 'vis' / 'scene.png').is_file()
