@@ -777,6 +777,140 @@ TOOL_CASES += [
      "argument --panel-size: '0' is not an integer >= 1"),
 ]
 
+
+def _tool_image(tmp_path, name='scene.jpg'):
+    """A small picture for the demo, in tmp_path."""
+    import numpy as np
+    from PIL import Image
+    path = tmp_path / name
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(path)
+    return path
+
+
+def _tool_same_stem(tmp_path):
+    """A folder of scene.jpg and scene.png: both would be drawn to one
+    picture."""
+    folder = tmp_path / 'both'
+    folder.mkdir()
+    _tool_image(folder, 'scene.jpg'), _tool_image(folder, 'scene.png')
+    return folder
+
+
+def _tool_a_file(tmp_path, name='out.txt'):
+    (tmp_path / name).write_text('a file')
+    return tmp_path / name
+
+
+def _tool_users_data(tmp_path):
+    """A folder of a user's COCO annotations and ImageNet class folder."""
+    root = tmp_path / 'data'
+    (root / 'coco' / 'annotations').mkdir(parents=True)
+    (root / 'coco' / 'annotations' / 'instances_train.json').write_text('{}')
+    (root / 'imagenet' / 'train' / 'n01440764').mkdir(parents=True)
+    return root
+
+
+def _tool_shell(script, *args, **env):
+    """``bash tools/<script>`` with ``env`` (its Python a no-op: nothing
+    may start): no traceback, ToolFailed with its output unless it exits
+    0."""
+    import os
+    import subprocess
+    proc = subprocess.run(
+        ['bash', str(_REPO / 'tools' / script), *args],
+        cwd=_REPO,
+        env=dict(os.environ, PYTHON='false', **env),
+        text=True,
+        capture_output=True)
+    assert 'Traceback' not in proc.stderr, proc.stderr
+    if proc.returncode:
+        raise ToolFailed(proc.stdout + proc.stderr)
+
+
+def _tool_foreign_global(tmp_path):
+    """A complete mmboat checkpoint that also pickles ``os.system``."""
+    import os
+
+    class Payload:
+
+        def __reduce__(self):
+            return os.system, ('echo this ran', )
+
+    import torch
+    path = _ckpt_mmboat(tmp_path, 'swin')
+    ckpt = torch.load(path, weights_only=True)
+    ckpt['meta'] = Payload()
+    return _ckpt_save(tmp_path, 'foreign.pth', ckpt)
+
+
+_DEMO = 'demo/image_demo.py'
+_TINY_DATA = 'misc/make_tiny_datasets.py'
+_EXPORT = 'deployment/export_onnx.py'
+
+TOOL_CASES += [
+    # issue 22, through the real command lines: the demo's arguments ...
+    ('demo-topk-0', lambda tmp_path: _tool_subprocess(
+        _DEMO, _tool_image(tmp_path), _TINY_CLS, '--topk', '0'), ToolFailed,
+     "argument --topk: '0' is not an integer >= 1"),
+    ('demo-two-inputs-one-picture',
+     lambda tmp_path: _tool_subprocess(_DEMO, _tool_same_stem(
+         tmp_path), _TINY_CLS, '--out-dir', tmp_path / 'out'), ToolFailed,
+     'would both be drawn to'),
+    ('demo-out-dir-is-a-file',
+     lambda tmp_path: _tool_subprocess(_DEMO, _tool_image(tmp_path), _TINY_CLS,
+                                       '--out-dir', _tool_a_file(tmp_path)),
+     ToolFailed, 'out.txt is a file'),
+    ('demo-weights-of-the-other-family', lambda tmp_path: _tool_subprocess(
+        _DEMO, _tool_image(tmp_path), _TINY_CLS, '--weights',
+        _ckpt_mmboat(tmp_path, 'cswin'), '--out-dir', tmp_path / 'out'),
+     ToolFailed, 'holds BOAT-CSWin weights'),
+    ('demo-device-not-here', lambda tmp_path: _tool_subprocess(
+        _DEMO, _tool_image(tmp_path), _TINY_CLS, '--device', 'cuda:99',
+        '--out-dir', tmp_path / 'out'), ToolFailed, "device 'cuda:99'"),
+    # ... the generator's (and it never writes into a user's folder) ...
+    ('make-tiny-datasets-seed-negative', lambda tmp_path: _tool_subprocess(
+        _TINY_DATA, '--out-dir', tmp_path / 'data', '--seed', '-1'),
+     ToolFailed, "argument --seed: '-1' is not a non-negative integer"),
+    ('make-tiny-datasets-out-dir-is-a-file', lambda tmp_path: _tool_subprocess(
+        _TINY_DATA, '--out-dir', _tool_a_file(tmp_path)), ToolFailed,
+     'is a file'),
+    ('make-tiny-datasets-users-folder', lambda tmp_path: _tool_subprocess(
+        _TINY_DATA, '--out-dir', _tool_users_data(tmp_path), '--tasks', 'det',
+        'cls'), ToolFailed, 'already holds files that tiny-shapes did not '
+     'write'),
+    # ... dist_train.sh's number of GPUs ...
+    ('dist-train-gpus-0',
+     lambda tmp_path: _tool_shell('dist_train.sh', _TINY_CLS, '0'), ToolFailed,
+     "GPUS must be a whole number >= 1, got '0'"),
+    ('dist-train-gpus-two',
+     lambda tmp_path: _tool_shell('dist_train.sh', _TINY_CLS, 'two'),
+     ToolFailed, "GPUS must be a whole number >= 1, got 'two'"),
+    # ... the exporter's opset and destination, checked before any work
+    # (no file is written: tests/deployment/test_onnx.py) ...
+    ('export-opset-7', lambda tmp_path: _tool_subprocess(
+        _EXPORT, _TINY_CLS, '--shape', '32', '32', '--opset', '7', '--out',
+        tmp_path / 'x.onnx'), ToolFailed, 'opset 7 is not supported'),
+    ('export-opset-99', lambda tmp_path: _tool_subprocess(
+        _EXPORT, _TINY_CLS, '--shape', '32', '32', '--opset', '99', '--out',
+        tmp_path / 'x.onnx'), ToolFailed, 'opset 99 is not supported'),
+    ('export-out-is-a-directory', lambda tmp_path: _tool_subprocess(
+        _EXPORT, _TINY_CLS, '--shape', '32', '32', '--out', tmp_path),
+     ToolFailed, 'is a folder: give the path of the .onnx file'),
+    # ... a converter's source that is a directory (was "not found") ...
+    ('convert-source-is-a-directory', lambda tmp_path: _tool_subprocess(
+        'model_converters/boat_swin_to_mmboat.py', tmp_path, tmp_path /
+        'out.pth'), ToolFailed, 'is a directory, not a checkpoint file: give '
+     'the path of the .pth file itself'),
+    ('test-checkpoint-is-a-directory',
+     lambda tmp_path: _tool_subprocess('test.py', _TINY_CLS, tmp_path),
+     ToolFailed, 'is a directory, not a checkpoint file'),
+    # ... and a complete pickle with a forbidden global (was "a damaged
+    # pickle ... truncated"): the objects are named, nothing runs
+    ('test-tool-os-system-in-pickle', lambda tmp_path: _ckpt_test_tool(
+        tmp_path, _tool_foreign_global(tmp_path)), ToolFailed,
+     'system besides tensors and MMEngine training state'),
+]
+
 # --------------------------------------------------------------- timm
 # the timm entry (mmboat/timm): weights come from a converted file only
 

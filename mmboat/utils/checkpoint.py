@@ -173,6 +173,13 @@ def checkpoint_not_found(path: str) -> CheckpointNotFoundError:
         f'checkpoint file {path} does not exist{looked_for(path)}')
 
 
+def checkpoint_is_a_directory(path: str) -> CheckpointError:
+    """The error for a checkpoint ``path`` that is a directory."""
+    return CheckpointError(
+        f'checkpoint {path} is a directory, not a checkpoint file: give the '
+        'path of the .pth file itself')
+
+
 #: how every zip archive (``torch.save``'s format since torch 1.6) starts
 ZIP_MAGIC = b'PK\x03\x04'
 
@@ -210,6 +217,8 @@ def load_checkpoint_file(path: str, map_location='cpu') -> Dict[str, Any]:
         CheckpointError: missing, empty, truncated or non-PyTorch files.
     """
     path = resolve_checkpoint_path(path)
+    if os.path.isdir(path):
+        raise checkpoint_is_a_directory(path)
     if not os.path.isfile(path):
         raise CheckpointNotFoundError(f'checkpoint file not found: {path}')
     if os.path.getsize(path) == 0:

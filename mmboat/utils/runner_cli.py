@@ -18,7 +18,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .checkpoint import (PARTIAL_LOAD_KEY, CheckpointError,
-                         checkpoint_not_found, looked_for)
+                         checkpoint_is_a_directory, checkpoint_not_found,
+                         looked_for)
 from .config_checks import (ConfigOptionError, DataNotFoundError,
                             check_cfg_options)
 from .dist import use_cpu_distributed
@@ -66,8 +67,11 @@ def check_config_path(path: str) -> None:
 
 
 def check_checkpoint_path(path: str) -> None:
-    """Raise :class:`~.checkpoint.CheckpointNotFoundError` unless ``path``
-    is a file or a URL (``scheme://...``, which MMEngine downloads)."""
+    """Pass a file or a URL (``scheme://...``, which MMEngine downloads);
+    raise :class:`~.checkpoint.CheckpointError` for a directory and
+    :class:`~.checkpoint.CheckpointNotFoundError` for anything else."""
+    if '://' not in path and osp.isdir(path):
+        raise checkpoint_is_a_directory(path)
     if '://' not in path and not osp.isfile(path):
         raise checkpoint_not_found(path)
 

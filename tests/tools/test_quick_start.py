@@ -70,3 +70,39 @@ def test_quick_start_fine_tunes_a_working_detector(tmp_path):
     # predictions were drawn: the right half differs from the left
     left, right = np.split(drawn.astype(int), 2, axis=1)
     assert np.abs(left - right).mean() > 1
+
+
+def test_quick_start_rewrites_data_left_half_written(tmp_path, monkeypatch):
+    """Issue 22: a data folder left half-written by an interrupted run (its
+    manifest says incomplete, an annotation file is missing) is written
+    again, not read; the training itself is stopped before it starts."""
+    from mmboat.datasets import is_complete, make_tiny_datasets
+    from mmboat.datasets.tiny_shapes import MANIFEST
+    from tests.helpers import load_tool
+
+    data = tmp_path / 'data'
+    make_tiny_datasets(
+        str(data),
+        tasks=['det'],
+        sizes=dict(det=dict(train=(2, 32), val=(1, 32))))
+    manifest = data / 'coco' / MANIFEST
+    manifest.write_text(
+        json.dumps(dict(json.loads(manifest.read_text()), complete=False)))
+    (data / 'coco' / 'annotations' / 'instances_train.json').unlink()
+
+    class Stop(Exception):
+        pass
+
+    def stop(cfg):
+        raise Stop
+
+    tool = load_tool(REPO / 'tools' / 'quick_start.py')
+    monkeypatch.setattr(tool, 'RUNNERS', type('R', (), dict(build=stop)))
+    with pytest.raises(Stop):
+        tool.main([
+            'det', '--data-root',
+            str(data), '--work-dir',
+            str(tmp_path / 'work')
+        ])
+    assert is_complete(str(data), 'det')
+    assert (data / 'coco' / 'annotations' / 'instances_train.json').is_file()
