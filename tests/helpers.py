@@ -37,6 +37,25 @@ def reference_arch(arch: dict) -> dict:
     return mmboat_arch
 
 
+def published_fsla_module(name: str):
+    """``(module, ref)``: the FSLA module of a reference fixture
+    (``fsla_module_*.pth``) with its weights, in float64 eval mode, and
+    the fixture's dict (``input``, ``output``, ``arch``)."""
+    import torch
+
+    from mmboat.models.layers import FeatureSpaceLocalAttention
+    ref = torch.load(reference_fixture(name), weights_only=True)
+    arch = ref['arch']
+    module = FeatureSpaceLocalAttention(
+        arch['dim'],
+        arch['num_heads'],
+        cluster_size=arch['cluster_size'],
+        overlap=arch['overlap'],
+        qk_scale=arch['qk_scale'])
+    module.load_state_dict(ref['state_dict'])
+    return module.double().eval(), ref
+
+
 def run_tool(script: Path, *args) -> subprocess.CompletedProcess:
     """Run a script of tools/ in a fresh interpreter from the repo root."""
     env = dict(os.environ)

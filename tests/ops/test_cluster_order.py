@@ -28,7 +28,7 @@ from mmboat.ops import (EXPORT_DECOMPOSITIONS,
                         cluster_order_decomposition, num_cluster_levels)
 from mmboat.ops.cluster_layout import _cached_layout
 from mmboat.utils.collect_env import _ENV_INFO
-from tests.helpers import reference_fixture
+from tests.helpers import published_fsla_module
 
 # the module (``mmboat.ops.cluster_order`` is the op)
 OP = importlib.import_module('mmboat.ops.cluster_order')
@@ -189,16 +189,7 @@ def test_fsla_outputs_match_the_torch_body(hw):
 def test_orders_of_the_published_fixtures_are_identical(name):
     # the queries that FSLA clusters in the float64 parity tests
     # (tests/models/layers/test_feature_space_attention.py)
-    ref = torch.load(reference_fixture(name), weights_only=True)
-    arch = ref['arch']
-    m = FeatureSpaceLocalAttention(
-        arch['dim'],
-        arch['num_heads'],
-        cluster_size=arch['cluster_size'],
-        overlap=arch['overlap'],
-        qk_scale=arch['qk_scale'])
-    m.load_state_dict(ref['state_dict'])
-    m.double().eval()
+    m, ref = published_fsla_module(name)
     with torch.no_grad():
         qkv = m.project_qkv(ref['input'])
         with impl('compiled'):

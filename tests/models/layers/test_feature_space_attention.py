@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from mmboat.models.layers import FeatureSpaceLocalAttention, num_cluster_levels
 from mmboat.ops import cluster_gather, slot_maps
-from tests.helpers import reference_fixture, rel_err
+from tests.helpers import published_fsla_module, rel_err
 
 
 def build(embed_dims=32, num_heads=2, seed=0, **kwargs):
@@ -62,16 +62,8 @@ def reference_fsla(m, x, hw):
 @pytest.mark.parametrize('name',
                          ['fsla_module_swin.pth', 'fsla_module_cswin.pth'])
 def test_parity_with_published_module(name):
-    ref = torch.load(reference_fixture(name), weights_only=True)
+    m, ref = published_fsla_module(name)
     arch = ref['arch']
-    m = FeatureSpaceLocalAttention(
-        arch['dim'],
-        arch['num_heads'],
-        cluster_size=arch['cluster_size'],
-        overlap=arch['overlap'],
-        qk_scale=arch['qk_scale'])
-    m.load_state_dict(ref['state_dict'])
-    m.double().eval()
     with torch.no_grad():
         out = m(ref['input'], arch['hw'])
     assert rel_err(out, ref['output']) <= 1e-6
