@@ -1,6 +1,6 @@
 """CSWin's cross-shaped stripe attention with LePE, for any H x W:
 BOAT-CSWin's image-space attention."""
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -11,6 +11,22 @@ from .lepe import LePE
 from .padding import has_padding, padding_to_multiple
 
 HWShape = Tuple[int, int]
+
+
+def _cut(size: int, stripe: Optional[int]) -> Tuple[int, int, int]:
+    """(stripe length, padding, number of stripes) of a side of ``size``
+    tokens cut into stripes of ``stripe`` tokens; ``None`` or a stripe at
+    least as long as the side: one stripe of the whole side, unpadded.
+
+    The whole-side case is written out, not ``min(stripe, size)``: under
+    ``torch.compile`` with dynamic shapes, the padding and count of a
+    symbolic stripe length are floor divisions by a symbol, which dynamo
+    took minutes per input size to simplify.
+    """
+    if stripe is None or stripe >= size:
+        return size, 0, 1
+    pad = padding_to_multiple(size, stripe)
+    return stripe, pad, (size + pad) // stripe
 
 
 class CrossShapedWindowAttention(nn.Module):
@@ -85,12 +101,12 @@ class CrossShapedWindowAttention(nn.Module):
         H, W = hw_shape
         qkv = self.qkv(x).view(B, H, W, 3, C)
         if self.num_branches == 1:
-            out = self.stripe_attention(qkv, self.lepe[0], (H, W))
+            out = self.stripe_attention(qkv, self.lepe[0], (None, None))
         else:
             c, s = C // 2, self.split_size
             branches = [
-                self.stripe_attention(qkv[..., :c], self.lepe[0], (H, s)),
-                self.stripe_attention(qkv[..., c:], self.lepe[1], (s, W))
+                self.stripe_attention(qkv[..., :c], self.lepe[0], (None, s)),
+                self.stripe_attention(qkv[..., c:], self.lepe[1], (s, None))
             ]
             out = torch.cat(branches, dim=-1)
         return self.proj_drop(self.proj(out.reshape(B, N, C)))
@@ -102,18 +118,18 @@ class CrossShapedWindowAttention(nn.Module):
         Args:
             qkv (Tensor): (B, H, W, 3, c), the branch's channels of q, k, v.
             lepe (nn.Module): the branch's depthwise 3x3 convolution.
-            stripe_hw (tuple[int]): stripe height and width.
+            stripe_hw (tuple[int | None]): stripe height and width; None
+                (or a stripe at least as long as the side): the whole side.
 
         Returns:
             Tensor: (B, H, W, c).
         """
         B, H, W, _, c = qkv.shape
-        sh, sw = min(stripe_hw[0], H), min(stripe_hw[1], W)
-        pad_h, pad_w = padding_to_multiple(H, sh), padding_to_multiple(W, sw)
+        (sh, pad_h, nh), (sw, pad_w, nw) = (_cut(H, stripe_hw[0]),
+                                            _cut(W, stripe_hw[1]))
         padded = has_padding(pad_h, pad_w)
         if padded:
             qkv = F.pad(qkv, (0, 0, 0, 0, 0, pad_w, 0, pad_h))
-        nh, nw = (H + pad_h) // sh, (W + pad_w) // sw
         heads = self.num_heads // self.num_branches
         d = c // heads
         # (B, nh, sh, nw, sw, 3, heads, d) -> 3 x (B, nh*nw, heads, sh*sw, d)
