@@ -1,12 +1,14 @@
 """mmboat: BOAT-Swin and BOAT-CSWin backbones for OpenMMLab.
 
 Importing mmboat registers its modules and fills MMEngine's tables, and
-replaces nothing of MMEngine: its registries (the backbones, classifiers,
-datasets, hooks and loops, and the ``mmboat`` scope of :mod:`.registry`),
+replaces nothing of MMEngine: its registries (the backbones, the stream
+dataset, hooks and loops, and the ``mmboat`` scope of :mod:`.registry`),
 its package table (``_base_ = 'mmboat::...'``), the FLOP counters (FSLA's
 clustering and attention), and the checkpoint formats that mmboat's
-messages name (:func:`mmboat.utils.use_checkpoint_formats`). It does not
-import timm (``import mmboat.timm`` does).
+messages name (:func:`mmboat.utils.use_checkpoint_formats`). It imports
+no model of mmdet, mmseg or mmpretrain, nor timm: ``AuxLossImageClassifier``
+registers when ``mmboat.models.classifiers`` is imported (its configs'
+``custom_imports`` do), BOAT in timm with ``import mmboat.timm``.
 """
 from . import datasets  # noqa: F401  (registers the stream)
 from . import engine  # noqa: F401  (registers the hooks and the loop)

@@ -1,15 +1,16 @@
 """Where mmboat registers its modules, and its ``mmboat`` scope.
 
-mmboat registers its models into MMEngine's root ``MODELS`` registry, the
-parent of the ``MODELS`` registries of mmdet, mmsegmentation and mmpretrain.
+mmboat registers its models and its dataset into MMEngine's root ``MODELS``
+and ``DATASETS`` registries, the parents of those of mmdet, mmsegmentation
+and mmpretrain.
 A config of any of them finds ``type='BOATSwinTransformer'`` once
 ``mmboat`` is imported, e.g. with::
 
     custom_imports = dict(imports=['mmboat'], allow_failed_imports=False)
 
-Importing ``mmboat`` imports mmcv and mmpretrain (whose window
-attention BOAT-Swin reuses; mmpretrain's model utilities import mmdet in
-turn), never mmseg, and never changes the default scope.
+Importing ``mmboat`` imports MMEngine and mmcv's layers, none of the
+models of mmdet, mmsegmentation or mmpretrain, and never changes the
+default scope.
 
 A config inherits mmboat's configs the way it inherits mmdet's,
 ``_base_ = 'mmboat::boat_swin/x.py'``, with nothing of MMEngine replaced:
@@ -34,6 +35,7 @@ A config inherits mmboat's configs the way it inherits mmdet's,
   a dataset of an mmpretrain config inherited with ``mmboat::`` is looked
   up in mmpretrain's ``DATASETS``, as when the config is loaded by path.
 """
+from importlib import import_module
 from typing import Optional
 
 import mmengine.registry as mmengine_registry
@@ -87,6 +89,14 @@ class InheritedScope(Registry):
             return super().get(key)
         in_use = scope_in_use()
         registry = _find(self.parent, in_use) if in_use else None
+        if registry is None and in_use:
+            # its registries exist once its registry module is imported, as
+            # MMEngine's switch_scope_and_registry does
+            try:
+                import_module(f'{in_use}.registry')
+            except ImportError:
+                pass
+            registry = _find(self.parent, in_use)
         # (an empty registry is falsy: its modules may not be imported yet)
         return (self.parent if registry is None else registry).get(name)
 

@@ -37,7 +37,13 @@ def zoo_name(task, family, size):
 
 def load(path):
     cfg = Config.fromfile(str(path))
-    assert cfg.custom_imports['imports'] == ['mmboat']
+    # mmboat; the stream pretraining configs also import the module of
+    # the classifier with training-only losses (`import mmboat` does not
+    # register it), which the configs that use it must do
+    imports = cfg.custom_imports['imports']
+    assert imports in (['mmboat'], ['mmboat', 'mmboat.models.classifiers'])
+    if cfg.model.type == 'AuxLossImageClassifier':
+        assert 'mmboat.models.classifiers' in imports, path
     assert cfg.default_scope in TASKS, (
         f'{path}: default_scope {cfg.default_scope!r} is none of {TASKS}')
     return cfg

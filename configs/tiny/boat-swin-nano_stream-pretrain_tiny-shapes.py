@@ -19,6 +19,11 @@ _base_ = './boat-swin-nano_tiny-shapes.py'
 #   (resnet18-nano_stream-pretrain_tiny-shapes.py, 96% top-1 in minutes),
 #   distils its features (per output) and its class probabilities (as
 #   DeiT's soft distillation).
+# AuxLossImageClassifier is registered by its module, which `import mmboat`
+# does not import (it imports mmpretrain's models)
+custom_imports = dict(
+    imports=['mmboat', 'mmboat.models.classifiers'],
+    allow_failed_imports=False)
 teacher = dict(
     type='ImageClassifier',
     backbone=dict(

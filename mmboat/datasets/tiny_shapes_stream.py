@@ -18,8 +18,7 @@ from typing import Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 from mmengine.dataset import Compose, DefaultSampler
-from mmengine.registry import DATA_SAMPLERS, DefaultScope
-from mmpretrain.registry import DATASETS, TRANSFORMS
+from mmengine.registry import DATA_SAMPLERS, DATASETS, TRANSFORMS, DefaultScope
 from torch.utils.data import Dataset
 
 from .tiny_shapes import CLASSES, MAX_OBJECTS, draw_scene, draw_single_shape

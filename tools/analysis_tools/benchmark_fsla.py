@@ -2,8 +2,8 @@
 
 For the four Swin-T stage shapes at a given input size, times one FSLA layer
 and one window attention layer of the same dims (the one BOAT-Swin runs:
-``PaddedShiftWindowMSA``, mmpretrain's ``ShiftWindowMSA``, window 7, no
-shift) in the same process, interleaved, and prints their
+``PaddedShiftWindowMSA``, mmpretrain's ``ShiftWindowMSA`` computation,
+window 7, no shift) in the same process, interleaved, and prints their
 forward and forward+backward times and the ratio FSLA / W-MSA. Report
 ratios: absolute times on shared machines are noisy.
 
