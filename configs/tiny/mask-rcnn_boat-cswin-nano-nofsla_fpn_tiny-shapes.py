@@ -2,4 +2,7 @@
 # (plain CSWin of the same size), same data, schedule and seed.
 _base_ = './mask-rcnn_boat-cswin-nano_fpn_tiny-shapes.py'
 
-model = dict(backbone=dict(fsla_blocks=[[], [], [], []]))
+# Its own pretrained backbone (boat-cswin-nano-nofsla_stream-pretrain_
+# tiny-shapes.py) is still training: until it ships, this twin starts from
+# scratch, like its *-scratch config.
+model = dict(backbone=dict(fsla_blocks=[[], [], [], []], init_cfg=None))

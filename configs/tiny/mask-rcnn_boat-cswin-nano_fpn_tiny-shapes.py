@@ -1,6 +1,6 @@
 # Mask R-CNN with a nano BOAT-CSWin (32 channels) on the tiny-shapes COCO
 # set: the BOAT-Swin nano config (data, heads, schedule) with the backbone
-# of BOAT-CSWin-T, smaller.
+# of BOAT-CSWin-T, smaller, fine-tuned from its stream-pretrained backbone.
 _base_ = './mask-rcnn_boat-swin-nano_fpn_tiny-shapes.py'
 
 model = dict(
@@ -13,4 +13,11 @@ model = dict(
             num_heads=(2, 4, 8, 16),
             split_sizes=(1, 2, 7, 7)),
         drop_path_rate=0.1,
-        out_indices=(0, 1, 2, 3)))
+        out_indices=(0, 1, 2, 3),
+        # fine-tuned from the nano BOAT-CSWin pretrained on the tiny-shapes
+        # stream (shipped in the package; its manifest says how it was made)
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='mmboat://tiny_shapes/'
+            'boat-cswin-nano_stream-pretrain_tiny-shapes.pth',
+            prefix='backbone.')))

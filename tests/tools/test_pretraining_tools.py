@@ -55,11 +55,21 @@ def test_publish_and_plot_a_pretraining_run(tmp_path):
         if 'accuracy/top1' in line
     ]
     assert entry['val_top1'] == round(top1[-1], 2)
+    # the curve up to the shipped epoch, from the logs: (step, top-1)
+    assert entry['val_curve'] == [[4, round(top1[0], 2)],
+                                  [8, round(top1[1], 2)]]
 
     picture = tmp_path / 'curve.png'
     proc = run_tool(
         REPO_ROOT / 'tools' / 'analysis_tools' / 'plot_pretraining.py', work,
         '--out', picture)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert Image.open(picture).size == (960, 600)
+    # the curves the manifest recorded, once the work dir is gone
+    picture.unlink()
+    proc = run_tool(
+        REPO_ROOT / 'tools' / 'analysis_tools' / 'plot_pretraining.py',
+        '--shipped', '--manifest', shipped / 'manifest.json', '--out', picture)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert Image.open(picture).size == (960, 600)
     # a folder that is not a pretraining run is refused with its name

@@ -1,16 +1,18 @@
 """Plot val top-1 against training step for stream pretraining runs.
 
     python tools/analysis_tools/plot_pretraining.py WORK_DIR [WORK_DIR ...] \
-        --out docs/pretraining.png
+        [--shipped] --out docs/images/pretraining.png
 
 Each WORK_DIR is the MMEngine work dir of a run of a
 ``configs/tiny/*_stream-pretrain_tiny-shapes.py`` config, over one or more
-sessions (``--resume``). The curves are read from the runs' own logs
-(``<timestamp>/vis_data/scalars.json``); a run's no-FSLA twin is drawn
-dashed in the colour of its BOAT run.
+sessions (``--resume``); its curve is read from the run's own logs
+(``<timestamp>/vis_data/scalars.json``). ``--shipped`` adds the curve that
+the manifest (``--manifest``, default: the package's) recorded from the
+logs of each shipped backbone whose run is not given as a WORK_DIR (up to
+its shipped epoch). A run's no-FSLA twin is drawn dashed in the colour of
+its BOAT run.
 """
 import argparse
-import glob
 import json
 import os.path as osp
 import sys
@@ -19,48 +21,58 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
-from mmengine.config import Config  # noqa: E402
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)  # run from a clone without installing
+
+from mmboat.analysis.pretraining import val_curve  # noqa: E402
+from mmboat.utils.checkpoint import SHIPPED_DIR  # noqa: E402
+from mmboat.utils.runner_cli import exit_with_error  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('work_dirs', nargs='+', help='pretraining work dirs')
+    parser.add_argument('work_dirs', nargs='*', help='pretraining work dirs')
+    parser.add_argument(
+        '--shipped',
+        action='store_true',
+        help='also the curves the manifest recorded for its shipped '
+        'backbones')
+    parser.add_argument(
+        '--manifest',
+        default=osp.join(SHIPPED_DIR, 'manifest.json'),
+        help='the manifest of --shipped (default: the package\'s)')
     parser.add_argument(
         '--out',
         default='pretraining.png',
         help='the picture to write (default: %(default)s)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.work_dirs and not args.shipped:
+        parser.error('give pretraining work dirs, --shipped, or both')
+    return args
 
 
-def run_curve(work_dir: str):
-    """(config name, [(step, val top-1)]) of one run, by epoch; a later
-    session's value of an epoch replaces an earlier one."""
-    configs = glob.glob(osp.join(work_dir, '*_stream-pretrain_*.py'))
-    if len(configs) != 1:
-        raise ValueError(f'{work_dir}: no dumped *_stream-pretrain_*.py '
-                         'config; is it the work dir of a pretraining run?')
-    cfg = Config.fromfile(configs[0])
-    loader = cfg.train_dataloader
-    iters_per_epoch = -(-loader.dataset.images_per_epoch // loader.batch_size)
-    by_epoch = {}
-    for path in sorted(
-            glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                rec = json.loads(line)
-                if 'accuracy/top1' in rec:
-                    by_epoch[rec['step']] = rec['accuracy/top1']
-    name = osp.splitext(osp.basename(configs[0]))[0]
-    return name, [(e * iters_per_epoch, by_epoch[e]) for e in sorted(by_epoch)]
+def shipped_curves(manifest_file, skip):
+    """(config name, [(step, top-1)]) of every shipped backbone of
+    ``manifest_file`` with a recorded curve whose config name is not in
+    ``skip``."""
+    with open(manifest_file) as f:
+        manifest = json.load(f)
+    return [(osp.splitext(osp.basename(entry['config']))[0],
+             [tuple(p) for p in entry['val_curve']])
+            for entry in manifest.values() if 'val_curve' in entry
+            and osp.splitext(osp.basename(entry['config']))[0] not in skip]
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        curves = [run_curve(w) for w in args.work_dirs]
+        curves = [val_curve(w) for w in args.work_dirs]
     except ValueError as e:
-        from mmboat.utils.runner_cli import exit_with_error
         exit_with_error(f'plot_pretraining: {e}', e)
+    if args.shipped:
+        curves += shipped_curves(args.manifest, {name for name, _ in curves})
+    curves.sort()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     colours = {}
     for name, points in curves:

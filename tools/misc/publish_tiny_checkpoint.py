@@ -10,7 +10,10 @@ backbone weights (float32, ``backbone.*`` keys, nothing else; with
 teacher's distillation needs) to
 ``mmboat/checkpoints/tiny_shapes/<config name>.pth`` and records in
 ``mmboat/checkpoints/manifest.json`` the config, the commit it was trained
-at, steps, wall time, val top-1, sha256 and the command that reproduces it.
+at, steps, wall time, val top-1, the val top-1 curve up to the shipped
+epoch (``val_curve``, [step, top-1] pairs, which ``plot_pretraining.py
+--shipped`` draws once the work dir is gone), sha256 and the command that
+reproduces it.
 """
 import argparse
 import datetime
@@ -29,6 +32,7 @@ from mmengine.config import Config
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # run from a clone without installing
 
+from mmboat.analysis.pretraining import run_config, val_curve  # noqa: E402
 from mmboat.utils import load_checkpoint_file  # noqa: E402
 from mmboat.utils.checkpoint import SHIPPED_DIR  # noqa: E402
 from mmboat.utils.runner_cli import exit_with_error  # noqa: E402
@@ -96,31 +100,14 @@ def wall_minutes(logs, epoch: int) -> float:
     return total / 60
 
 
-def val_top1(work_dir: str, epoch: int) -> float:
-    """val top-1 of ``epoch`` from the runs' ``scalars.json``."""
-    found = None
-    for path in sorted(
-            glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                rec = json.loads(line)
-                if 'accuracy/top1' in rec and rec.get('step') == epoch:
-                    found = rec['accuracy/top1']
-    if found is None:
-        exit_with_error(f'publish: no val top-1 of epoch {epoch} in the '
-                        f'logs of {work_dir}')
-    return found
-
-
 def main(argv=None):
     args = parse_args(argv)
     work_dir = osp.abspath(args.work_dir)
-    configs = glob.glob(osp.join(work_dir, '*_stream-pretrain_*.py'))
-    if len(configs) != 1:
-        exit_with_error(f'publish: {work_dir} is not the work dir of one '
-                        'stream pretraining run (no *_stream-pretrain_*.py '
-                        'config dumped in it)')
-    name = osp.splitext(osp.basename(configs[0]))[0]
+    try:
+        config = run_config(work_dir)
+    except ValueError as e:
+        exit_with_error(f'publish: {e}', e)
+    name, curve = val_curve(work_dir)
     checkpoint = args.checkpoint
     if checkpoint is None:
         with open(osp.join(work_dir, 'last_checkpoint')) as f:
@@ -133,7 +120,11 @@ def main(argv=None):
         for k, v in ckpt['state_dict'].items() if k.startswith(parts)
     }
     epoch, step = ckpt['meta']['epoch'], ckpt['meta']['iter']
-    top1 = val_top1(work_dir, epoch)
+    curve = [(s, round(t, 2)) for s, t in curve if s <= step]
+    if not curve or curve[-1][0] != step:
+        exit_with_error(f'publish: no val top-1 of epoch {epoch} in the '
+                        f'logs of {work_dir}')
+    top1 = curve[-1][1]
     commit = args.commit
     if commit is None and osp.exists(osp.join(work_dir, 'commit')):
         with open(osp.join(work_dir, 'commit')) as f:
@@ -151,6 +142,7 @@ def main(argv=None):
             meta=dict(
                 config=f'configs/tiny/{name}.py', epoch=epoch, iter=step)),
         tmp)
+    os.chmod(tmp, 0o644)  # package data: readable by all, as pip installs
     os.replace(tmp, out)
 
     manifest, manifest_file = {}, osp.join(args.shipped_dir, 'manifest.json')
@@ -162,9 +154,10 @@ def main(argv=None):
         commit=commit,
         steps=step,
         epochs=epoch,
-        schedule_epochs=Config.fromfile(configs[0]).train_cfg.max_epochs,
+        schedule_epochs=Config.fromfile(config).train_cfg.max_epochs,
         wall_minutes=round(wall_minutes(session_logs(work_dir), epoch), 1),
-        val_top1=round(top1, 2),
+        val_top1=top1,
+        val_curve=[list(point) for point in curve],
         sha256=sha256(out),
         command=(f'python tools/train.py configs/tiny/{name}.py --work-dir '
                  f'WORK_DIR --resume && python '
@@ -172,9 +165,11 @@ def main(argv=None):
                  (f' --checkpoint WORK_DIR/epoch_{epoch}.pth'
                   if args.checkpoint else '') +
                  (' --whole-model' if args.whole_model else '')))
+    text = json.dumps(dict(sorted(manifest.items())), indent=2)
+    # one line per [step, top-1] point of the curves
+    text = re.sub(r'\[\s+(\d+),\s+([\d.]+)\s+\]', r'[\1, \2]', text)
     with open(manifest_file, 'w') as f:
-        json.dump(dict(sorted(manifest.items())), f, indent=2)
-        f.write('\n')
+        f.write(text + '\n')
     print(f'{out}: {len(weights)} tensors, {osp.getsize(out) / 2**20:.1f} '
           f'MiB, step {step}, val top-1 {top1:.2f}%')
     print(f'manifest: {manifest_file}')

@@ -1,0 +1,40 @@
+"""The val top-1 curve of a stream pretraining run, from its MMEngine logs:
+what ``tools/misc/publish_tiny_checkpoint.py`` records in the manifest and
+``tools/analysis_tools/plot_pretraining.py`` draws."""
+import glob
+import json
+import os.path as osp
+from typing import List, Tuple
+
+from mmengine.config import Config
+
+Curve = List[Tuple[int, float]]
+
+
+def run_config(work_dir: str) -> str:
+    """The ``*_stream-pretrain_*.py`` config dumped in ``work_dir``; a
+    ValueError naming the folder when there is not exactly one."""
+    configs = glob.glob(osp.join(work_dir, '*_stream-pretrain_*.py'))
+    if len(configs) != 1:
+        raise ValueError(f'{work_dir}: no dumped *_stream-pretrain_*.py '
+                         'config; is it the work dir of a pretraining run?')
+    return configs[0]
+
+
+def val_curve(work_dir: str) -> Tuple[str, Curve]:
+    """(config name, [(step, val top-1)]) of the run in ``work_dir``, one
+    point per validated epoch, over all its sessions (``--resume``); a
+    later session's value of an epoch replaces an earlier one."""
+    config = run_config(work_dir)
+    loader = Config.fromfile(config).train_dataloader
+    iters_per_epoch = -(-loader.dataset.images_per_epoch // loader.batch_size)
+    by_epoch = {}
+    for path in sorted(
+            glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                rec = json.loads(line)
+                if 'accuracy/top1' in rec:
+                    by_epoch[rec['step']] = rec['accuracy/top1']
+    name = osp.splitext(osp.basename(config))[0]
+    return name, [(e * iters_per_epoch, by_epoch[e]) for e in sorted(by_epoch)]
