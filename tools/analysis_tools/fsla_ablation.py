@@ -16,7 +16,6 @@ standard deviation over the seeds, and the val top-1 of its pretrained
 backbone from ``mmboat/checkpoints/manifest.json``.
 """
 import argparse
-import glob
 import json
 import os
 import os.path as osp
@@ -27,6 +26,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)  # run from a clone without installing
+
+from mmboat.analysis.run_logs import scalar_records  # noqa: E402
+
 MANIFEST = osp.join(REPO, 'mmboat', 'checkpoints', 'manifest.json')
 #: per task: the config name pattern and the metrics to report
 TASKS = dict(
@@ -73,13 +76,9 @@ def parse_args(argv=None):
 def final_metrics(run_dir: str, names) -> dict:
     """The metrics of the last validation of a finished run, or {}."""
     found = {}
-    for path in sorted(
-            glob.glob(osp.join(run_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                rec = json.loads(line)
-                if all(n in rec for n in names):
-                    found = {n: rec[n] for n in names}
+    for rec in scalar_records(run_dir):
+        if all(n in rec for n in names):
+            found = {n: rec[n] for n in names}
     done = osp.exists(osp.join(run_dir, 'last_checkpoint'))
     return found if done else {}
 

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # run from a clone without installing
 
-from mmboat.analysis.pretraining import val_curve  # noqa: E402
+from mmboat.analysis.run_logs import val_curve  # noqa: E402
 from mmboat.utils.checkpoint import SHIPPED_DIR  # noqa: E402
 from mmboat.utils.runner_cli import exit_with_error  # noqa: E402
 

@@ -32,7 +32,7 @@ from mmengine.config import Config
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # run from a clone without installing
 
-from mmboat.analysis.pretraining import run_config, val_curve  # noqa: E402
+from mmboat.analysis.run_logs import run_config, val_curve  # noqa: E402
 from mmboat.utils import load_checkpoint_file  # noqa: E402
 from mmboat.utils.checkpoint import SHIPPED_DIR  # noqa: E402
 from mmboat.utils.runner_cli import exit_with_error  # noqa: E402

@@ -1,14 +1,26 @@
-"""The val top-1 curve of a stream pretraining run, from its MMEngine logs:
-what ``tools/misc/publish_tiny_checkpoint.py`` records in the manifest and
-``tools/analysis_tools/plot_pretraining.py`` draws."""
+"""What a run's MMEngine logs say: the records of its
+``<timestamp>/vis_data/scalars.json`` over all its sessions, and the val
+top-1 curve of a stream pretraining run (what
+``tools/misc/publish_tiny_checkpoint.py`` records in the manifest and
+``tools/analysis_tools/plot_pretraining.py`` draws)."""
 import glob
 import json
 import os.path as osp
-from typing import List, Tuple
+from typing import Iterator, List, Tuple
 
 from mmengine.config import Config
 
 Curve = List[Tuple[int, float]]
+
+
+def scalar_records(work_dir: str) -> Iterator[dict]:
+    """Every record of the run's ``scalars.json`` files, session after
+    session (``--resume`` starts a new ``<timestamp>`` folder)."""
+    for path in sorted(
+            glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                yield json.loads(line)
 
 
 def run_config(work_dir: str) -> str:
@@ -28,13 +40,9 @@ def val_curve(work_dir: str) -> Tuple[str, Curve]:
     config = run_config(work_dir)
     loader = Config.fromfile(config).train_dataloader
     iters_per_epoch = -(-loader.dataset.images_per_epoch // loader.batch_size)
-    by_epoch = {}
-    for path in sorted(
-            glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                rec = json.loads(line)
-                if 'accuracy/top1' in rec:
-                    by_epoch[rec['step']] = rec['accuracy/top1']
+    by_epoch = {
+        rec['step']: rec['accuracy/top1']
+        for rec in scalar_records(work_dir) if 'accuracy/top1' in rec
+    }
     name = osp.splitext(osp.basename(config))[0]
     return name, [(e * iters_per_epoch, by_epoch[e]) for e in sorted(by_epoch)]
