@@ -58,10 +58,12 @@ def shipped_curves(manifest_file, skip):
     ``skip``."""
     with open(manifest_file) as f:
         manifest = json.load(f)
-    return [(osp.splitext(osp.basename(entry['config']))[0],
-             [tuple(p) for p in entry['val_curve']])
-            for entry in manifest.values() if 'val_curve' in entry
-            and osp.splitext(osp.basename(entry['config']))[0] not in skip]
+    curves = []
+    for entry in manifest.values():
+        name = osp.splitext(osp.basename(entry['config']))[0]
+        if 'val_curve' in entry and name not in skip:
+            curves.append((name, [tuple(p) for p in entry['val_curve']]))
+    return curves
 
 
 def main(argv=None):

@@ -104,10 +104,10 @@ def main(argv=None):
     args = parse_args(argv)
     work_dir = osp.abspath(args.work_dir)
     try:
-        config = run_config(work_dir)
+        name, curve = val_curve(work_dir)  # refuses a folder with no run
     except ValueError as e:
         exit_with_error(f'publish: {e}', e)
-    name, curve = val_curve(work_dir)
+    config = run_config(work_dir)
     checkpoint = args.checkpoint
     if checkpoint is None:
         with open(osp.join(work_dir, 'last_checkpoint')) as f:
