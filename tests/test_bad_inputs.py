@@ -658,14 +658,28 @@ CHECKPOINT_CASES = [
 # traceback. (tools/demo/image_demo.py already named a missing config.)
 
 
-def _tool_subprocess(script, *args):
-    """``tools/<script>`` in a fresh interpreter: no traceback, and
-    ToolFailed with its output when it exits non-zero."""
-    from tests.helpers import REPO_ROOT, run_tool
-    proc = run_tool(REPO_ROOT / 'tools' / script, *args)
-    assert 'Traceback' not in proc.stderr, proc.stderr
-    if proc.returncode:
-        raise ToolFailed(proc.stdout + proc.stderr)
+def _tool_main(script, *args):
+    """``tools/<script>``'s ``main(args)`` in this process (no interpreter
+    start: tests/tools/test_cli_convention.py runs every script as a
+    command), from the repository root: no traceback in its output, and
+    ToolFailed with that output when it exits non-zero."""
+    import contextlib
+    import io
+    import os
+
+    from tests.helpers import REPO_ROOT, call_tool_main
+    out = io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(REPO_ROOT)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            code = call_tool_main(REPO_ROOT / 'tools' / script, *args)
+    finally:
+        os.chdir(cwd)
+    text = out.getvalue()
+    assert 'Traceback' not in text, text
+    if code not in (0, None):
+        raise ToolFailed(f'{text}{code}')
 
 
 _TINY_CLS = 'configs/tiny/boat-swin-nano_tiny-shapes.py'
@@ -673,7 +687,7 @@ _TINY_CLS = 'configs/tiny/boat-swin-nano_tiny-shapes.py'
 TOOL_CASES = [
     # finding 9: a config path that does not exist
     ('train-config-missing',
-     lambda tmp_path: _tool_subprocess('train.py', tmp_path / 'absent.py'),
+     lambda tmp_path: _tool_main('train.py', tmp_path / 'absent.py'),
      ToolFailed, 'absent.py does not exist: give the path of a .py config; '
      "mmboat's are under"),
     ('test-config-missing-close-names', lambda tmp_path: _run_tool(
@@ -689,18 +703,18 @@ TOOL_CASES = [
         'test.py', _ckpt_config(tmp_path), tmp_path / 'absent.pth'),
      ToolFailed, 'absent.pth does not exist'),
     # the analysis tools: a missing config, a bad input size
-    ('get-flops-config-missing', lambda tmp_path: _tool_subprocess(
+    ('get-flops-config-missing', lambda tmp_path: _tool_main(
         'analysis_tools/get_flops.py', tmp_path / 'absent.py'), ToolFailed,
      'absent.py does not exist; give the path of a .py config'),
-    ('get-flops-bad-shape', lambda tmp_path: _tool_subprocess(
+    ('get-flops-bad-shape', lambda tmp_path: _tool_main(
         'analysis_tools/get_flops.py', _TINY_CLS, '--shape', '0', '64'),
      ToolFailed, '--shape takes H W or one size > 0'),
-    ('benchmark-bad-shape', lambda tmp_path: _tool_subprocess(
+    ('benchmark-bad-shape', lambda tmp_path: _tool_main(
         'analysis_tools/benchmark.py', _TINY_CLS, '--shape', '0', '64'),
      ToolFailed, '--shape 0 64'),
     ('visualize-clusters-image-missing',
-     lambda tmp_path: _tool_subprocess('analysis_tools/visualize_clusters.py',
-                                       tmp_path / 'absent.jpg', _TINY_CLS),
+     lambda tmp_path: _tool_main('analysis_tools/visualize_clusters.py',
+                                 tmp_path / 'absent.jpg', _TINY_CLS),
      ToolFailed, 'absent.jpg'),
 ]
 
@@ -771,10 +785,10 @@ TOOL_CASES += [
      'https://mmpretrain.readthedocs.io/en/latest/user_guides/'
      'dataset_prepare.html'),
     # issue 22: sizes that argparse refuses (was a picture 99 px wide)
-    ('visualize-clusters-panel-size-0', lambda tmp_path: _tool_subprocess(
-        'analysis_tools/visualize_clusters.py', 'x.jpg', _TINY_CLS,
-        '--panel-size', '0'), ToolFailed,
-     "argument --panel-size: '0' is not an integer >= 1"),
+    ('visualize-clusters-panel-size-0',
+     lambda tmp_path: _tool_main('analysis_tools/visualize_clusters.py',
+                                 'x.jpg', _TINY_CLS, '--panel-size', '0'),
+     ToolFailed, "argument --panel-size: '0' is not an integer >= 1"),
 ]
 
 
@@ -849,32 +863,32 @@ _EXPORT = 'deployment/export_onnx.py'
 
 TOOL_CASES += [
     # issue 22, through the real command lines: the demo's arguments ...
-    ('demo-topk-0', lambda tmp_path: _tool_subprocess(
-        _DEMO, _tool_image(tmp_path), _TINY_CLS, '--topk', '0'), ToolFailed,
+    ('demo-topk-0', lambda tmp_path: _tool_main(_DEMO, _tool_image(
+        tmp_path), _TINY_CLS, '--topk', '0'), ToolFailed,
      "argument --topk: '0' is not an integer >= 1"),
     ('demo-two-inputs-one-picture',
-     lambda tmp_path: _tool_subprocess(_DEMO, _tool_same_stem(
-         tmp_path), _TINY_CLS, '--out-dir', tmp_path / 'out'), ToolFailed,
+     lambda tmp_path: _tool_main(_DEMO, _tool_same_stem(tmp_path), _TINY_CLS,
+                                 '--out-dir', tmp_path / 'out'), ToolFailed,
      'would both be drawn to'),
     ('demo-out-dir-is-a-file',
-     lambda tmp_path: _tool_subprocess(_DEMO, _tool_image(tmp_path), _TINY_CLS,
-                                       '--out-dir', _tool_a_file(tmp_path)),
+     lambda tmp_path: _tool_main(_DEMO, _tool_image(tmp_path), _TINY_CLS,
+                                 '--out-dir', _tool_a_file(tmp_path)),
      ToolFailed, 'out.txt is a file'),
-    ('demo-weights-of-the-other-family', lambda tmp_path: _tool_subprocess(
+    ('demo-weights-of-the-other-family', lambda tmp_path: _tool_main(
         _DEMO, _tool_image(tmp_path), _TINY_CLS, '--weights',
         _ckpt_mmboat(tmp_path, 'cswin'), '--out-dir', tmp_path / 'out'),
      ToolFailed, 'holds BOAT-CSWin weights'),
-    ('demo-device-not-here', lambda tmp_path: _tool_subprocess(
+    ('demo-device-not-here', lambda tmp_path: _tool_main(
         _DEMO, _tool_image(tmp_path), _TINY_CLS, '--device', 'cuda:99',
         '--out-dir', tmp_path / 'out'), ToolFailed, "device 'cuda:99'"),
     # ... the generator's (and it never writes into a user's folder) ...
-    ('make-tiny-datasets-seed-negative', lambda tmp_path: _tool_subprocess(
+    ('make-tiny-datasets-seed-negative', lambda tmp_path: _tool_main(
         _TINY_DATA, '--out-dir', tmp_path / 'data', '--seed', '-1'),
      ToolFailed, "argument --seed: '-1' is not a non-negative integer"),
-    ('make-tiny-datasets-out-dir-is-a-file', lambda tmp_path: _tool_subprocess(
+    ('make-tiny-datasets-out-dir-is-a-file', lambda tmp_path: _tool_main(
         _TINY_DATA, '--out-dir', _tool_a_file(tmp_path)), ToolFailed,
      'is a file'),
-    ('make-tiny-datasets-users-folder', lambda tmp_path: _tool_subprocess(
+    ('make-tiny-datasets-users-folder', lambda tmp_path: _tool_main(
         _TINY_DATA, '--out-dir', _tool_users_data(tmp_path), '--tasks', 'det',
         'cls'), ToolFailed, 'already holds files that tiny-shapes did not '
      'write'),
@@ -887,23 +901,25 @@ TOOL_CASES += [
      ToolFailed, "GPUS must be a whole number >= 1, got 'two'"),
     # ... the exporter's opset and destination, checked before any work
     # (no file is written: tests/deployment/test_onnx.py) ...
-    ('export-opset-7', lambda tmp_path: _tool_subprocess(
-        _EXPORT, _TINY_CLS, '--shape', '32', '32', '--opset', '7', '--out',
-        tmp_path / 'x.onnx'), ToolFailed, 'opset 7 is not supported'),
-    ('export-opset-99', lambda tmp_path: _tool_subprocess(
+    ('export-opset-7',
+     lambda tmp_path: _tool_main(_EXPORT, _TINY_CLS, '--shape', '32', '32',
+                                 '--opset', '7', '--out', tmp_path / 'x.onnx'),
+     ToolFailed, 'opset 7 is not supported'),
+    ('export-opset-99', lambda tmp_path: _tool_main(
         _EXPORT, _TINY_CLS, '--shape', '32', '32', '--opset', '99', '--out',
         tmp_path / 'x.onnx'), ToolFailed, 'opset 99 is not supported'),
-    ('export-out-is-a-directory', lambda tmp_path: _tool_subprocess(
+    ('export-out-is-a-directory', lambda tmp_path: _tool_main(
         _EXPORT, _TINY_CLS, '--shape', '32', '32', '--out', tmp_path),
      ToolFailed, 'is a folder: give the path of the .onnx file'),
     # ... a converter's source that is a directory (was "not found") ...
-    ('convert-source-is-a-directory', lambda tmp_path: _tool_subprocess(
-        'model_converters/boat_swin_to_mmboat.py', tmp_path, tmp_path /
-        'out.pth'), ToolFailed, 'is a directory, not a checkpoint file: give '
+    ('convert-source-is-a-directory',
+     lambda tmp_path: _tool_main('model_converters/boat_swin_to_mmboat.py',
+                                 tmp_path, tmp_path / 'out.pth'), ToolFailed,
+     'is a directory, not a checkpoint file: give '
      'the path of the .pth file itself'),
     ('test-checkpoint-is-a-directory',
-     lambda tmp_path: _tool_subprocess('test.py', _TINY_CLS, tmp_path),
-     ToolFailed, 'is a directory, not a checkpoint file'),
+     lambda tmp_path: _tool_main('test.py', _TINY_CLS, tmp_path), ToolFailed,
+     'is a directory, not a checkpoint file'),
     # ... and a complete pickle with a forbidden global (was "a damaged
     # pickle ... truncated"): the objects are named, nothing runs
     ('test-tool-os-system-in-pickle', lambda tmp_path: _ckpt_test_tool(

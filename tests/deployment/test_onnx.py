@@ -1,6 +1,9 @@
 """ONNX export (mmboat.deployment.onnx) and torch.export of FSLA and both
 backbones: onnxruntime (CPU) matches eager PyTorch, the batch is dynamic,
 another H x W is refused, and the command line works on a tiny config."""
+import os
+import shlex
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +14,7 @@ from mmboat.deployment import (BackboneForExport, OnnxModel, OnnxSizeError,
                                max_abs_diffs)
 from mmboat.models.backbones import BOATCSWinTransformer, BOATSwinTransformer
 from mmboat.models.layers import FeatureSpaceLocalAttention
-from tests.helpers import REPO_ROOT, load_tool
+from tests.helpers import REPO_ROOT, doc_block, load_tool
 
 ort = pytest.importorskip('onnxruntime')
 
@@ -131,10 +134,24 @@ def test_torch_export_backbones_one_graph_matches_eager(family, strict):
 @pytest.fixture(
     scope='module', params=[SWIN, CSWIN], ids=['BOAT-Swin', 'BOAT-CSWin'])
 def exported_backbone(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp('onnx')
+    if request.param is SWIN:
+        # the example of docs/deployment.md, run here (not by test_docs.py):
+        # it exports this backbone at this size to boat.onnx
+        scope, cwd = {}, os.getcwd()
+        os.chdir(folder)
+        try:
+            exec(
+                doc_block('docs/deployment.md', 'export_backbone_onnx('),
+                scope)
+        finally:
+            os.chdir(cwd)
+        backbone, (cls, arch, hw) = scope['backbone'], SWIN
+        assert type(backbone) is cls
+        assert {k: backbone.arch[k] for k in arch} == arch
+        return backbone, hw, OnnxModel(folder / 'boat.onnx')
     backbone, hw = small_backbone(request.param)
-    path = export_backbone_onnx(
-        backbone, hw,
-        tmp_path_factory.mktemp('onnx') / 'backbone.onnx')
+    path = export_backbone_onnx(backbone, hw, folder / 'backbone.onnx')
     return backbone, hw, OnnxModel(path)
 
 
@@ -191,16 +208,27 @@ def test_export_onnx_tool_on_a_tiny_config(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_export_onnx_tool_whole_segmentor_matches_eager(tmp_path, capsys):
-    # the whole UperNet (test forward in tensor mode: seg logits), on a
+    # the command of docs/deployment.md (run here, not by test_docs.py):
+    # the whole tiny UperNet (test forward in tensor mode: seg logits), on a
     # tiny-shapes image through the config's pipeline
-    main = load_tool(REPO_ROOT / 'tools' / 'deployment' /
-                     'export_onnx.py').main
+    command = shlex.split(
+        doc_block('docs/deployment.md',
+                  '--shape 64 96 --whole-model').replace('\\\n', ''))
+    assert command[:2] == [
+        '.venv/bin/python', 'tools/deployment/export_onnx.py'
+    ], command
+    assert command[2:] == [
+        'configs/tiny/upernet_boat-cswin-nano_tiny-shapes.py', '--shape', '64',
+        '96', '--whole-model'
+    ], command
+    main = load_tool(REPO_ROOT / command[1]).main
     out = tmp_path / 'upernet.onnx'
-    main([
-        str(REPO_ROOT / 'configs/tiny/upernet_boat-cswin-nano_tiny-shapes.py'),
-        '--shape', '64', '96', '--out',
-        str(out), '--repeats', '0', '--whole-model'
-    ])
+    cwd = os.getcwd()
+    os.chdir(REPO_ROOT)
+    try:
+        main(command[2:] + ['--out', str(out), '--repeats', '0'])
+    finally:
+        os.chdir(cwd)
     text = capsys.readouterr().out
     lines = [
         line for line in text.splitlines() if 'max abs difference' in line
