@@ -72,10 +72,13 @@ def get_extensions():
     ``mmboat::cluster_order`` (``mmboat/ops/csrc``), built in place by
     editable installs.
 
-    Returns ``(ext_modules, cmdclass)``; no extension where torch cannot be
-    imported (an isolated build: ``pip install`` without
+    Returns ``(ext_modules, cmdclass)``; no extension with
+    ``MMBOAT_WITH_OPS=0`` (as mmcv's ``MMCV_WITH_OPS``) or where torch
+    cannot be imported (an isolated build: ``pip install`` without
     ``--no-build-isolation``), in which case the op runs its torch code.
     """
+    if os.environ.get('MMBOAT_WITH_OPS', '1') == '0':
+        return [], {}
     try:
         from torch.utils.cpp_extension import BuildExtension, CppExtension
     except ImportError:

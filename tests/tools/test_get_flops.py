@@ -1,14 +1,17 @@
 """tools/analysis_tools/get_flops.py, and mmdet's own get_flops.py, on the
 tiny configs: FSLA is traced and counted, nothing of mmboat is left
 unsupported."""
+import contextlib
+import io
 import re
+import shlex
 import sys
 from pathlib import Path
 
 import pytest
 
 from mmboat.datasets import make_tiny_datasets
-from tests.helpers import run_tool
+from tests.helpers import call_tool_main, doc_block, run_tool
 from tests.tools.test_library_tools import SIZES, library_tool, run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,10 +25,13 @@ MMBOAT_OPS = ('mmboat::cluster_order', 'scaled_dot_product_attention',
 
 
 def count(config, *args):
-    proc = run_tool(TOOL, TINY / config, *args)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    found = FLOPS.search(proc.stdout)
-    assert found, proc.stdout
+    """(multiply-adds, parameters) printed by the tool's ``main`` (run in
+    this process; test_cli_convention.py runs it as a command)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert call_tool_main(TOOL, TINY / config, *args) == 0
+    found = FLOPS.search(out.getvalue())
+    assert found, out.getvalue()
     return int(found[1]), int(found[2])
 
 
@@ -52,15 +58,27 @@ def test_get_flops_refuses_a_bad_shape():
 
 @pytest.mark.slow
 def test_mmdet_get_flops_counts_a_boat_detector(tmp_path):
-    # the tool reads one image of the config's val set (cwd-relative data)
+    # the command of docs/analysis_tools.md (run here, not by test_docs.py),
+    # from a folder with the tiny-shapes data: the tool reads the config's
+    # val images (cwd-relative data)
+    command = shlex.split(
+        doc_block('docs/analysis_tools.md',
+                  'mmdet/.mim/tools/analysis_tools/get_flops.py').replace(
+                      '\\\n', ''))
+    tool = '.venv/lib/python3.11/site-packages/mmdet/.mim/tools/' \
+        'analysis_tools/get_flops.py'
+    assert command[:2] == ['.venv/bin/python', tool], command
+    config, *options = command[2:]
+    assert config == 'configs/tiny/mask-rcnn_boat-swin-nano_fpn_tiny-shapes.py'
     make_tiny_datasets(
         str(tmp_path / 'data' / 'tiny_shapes'), tasks=('det', ), sizes=SIZES)
     log = run([
         sys.executable,
-        library_tool('mmdet', 'analysis_tools/get_flops.py'), TINY /
-        'mask-rcnn_boat-swin-nano_fpn_tiny-shapes.py', '--num-images', '1'
+        library_tool('mmdet', 'analysis_tools/get_flops.py'), REPO / config,
+        *options
     ], tmp_path)
-    assert re.search(r'Flops: \d+\.\d+G', log), log[-3000:]
+    # what the docs say it prints, as tools/analysis_tools/get_flops.py
+    assert 'Flops: 3.796G' in log, log[-3000:]
     unsupported = re.findall(r'Unsupported operator (\S+)', log)
     assert not [op for op in unsupported if op.endswith(MMBOAT_OPS)], \
         unsupported
