@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from mmboat.models.layers import FeatureSpaceLocalAttention, num_cluster_levels
 from mmboat.ops import cluster_gather, slot_maps
-from tests.helpers import published_fsla_module, rel_err
+from tests.helpers import doc_block, published_fsla_module, rel_err
 
 
 def build(embed_dims=32, num_heads=2, seed=0, **kwargs):
@@ -374,14 +374,16 @@ def test_compiled_fsla_matches_eager_at_any_size_with_bounded_recompiles():
     # fullgraph=True: the clustering is one opaque custom op and nothing in
     # the forward pass reads a tensor's value on the host. A new size only
     # recompiles when it changes the number of cluster levels L, not for
-    # every new size, nor when N % 2**L changes (padded or not). Inductor's
-    # on-disk caches are off: a cached graph brings back the guards of the
-    # size it was first compiled for, so the count would depend on what ran
-    # before.
+    # every new size, nor when N % 2**L changes (padded or not). dynamo's
+    # guards decide the recompilations, whatever the backend: aot_eager
+    # (fake tensors through the op's fake implementation, the autograd
+    # graph) here, Inductor's code in the next test. On-disk caches are
+    # off: a cached graph brings back the guards of the size it was first
+    # compiled for, so the count would depend on what ran before.
     from torch._dynamo.testing import CompileCounterWithBackend
     torch._dynamo.reset()
     m = build(32, 2).float().eval()
-    counter = CompileCounterWithBackend('inductor')
+    counter = CompileCounterWithBackend('aot_eager')
     compiled = torch.compile(m, backend=counter, fullgraph=True)
     sizes = [(14, 14), (13, 11), (12, 16), (11, 13), (10, 15), (9, 17), (6, 5)]
     # graphs: 14x14 (static), then L = 2 (143, 192, 150, 153 tokens share
@@ -394,6 +396,31 @@ def test_compiled_fsla_matches_eager_at_any_size_with_bounded_recompiles():
                 torch.testing.assert_close(
                     compiled(x, hw), m(x, hw), rtol=1e-5, atol=1e-6)
     assert counter.frame_count == 3
+    torch._dynamo.reset()
+
+
+@pytest.mark.slow
+def test_compile_example_of_the_docs_matches_eager():
+    # the example of docs/fsla.md, run here (not by test_docs.py): FSLA
+    # compiled by Inductor (its code generated for the CPU) gives eager's
+    # output; the nano BOAT-Swin is captured whole at two sizes
+    torch._dynamo.reset()
+    block = doc_block('docs/fsla.md',
+                      'torch.compile(FeatureSpaceLocalAttention')
+    torch.manual_seed(0)
+    scope = {}
+    with torch._inductor.config.patch(force_disable_caches=True):
+        exec(block, scope)
+    # the same draws again: the module's weights, then its input
+    torch.manual_seed(0)
+    eager = FeatureSpaceLocalAttention(96, 3)
+    x = torch.randn(2, 14 * 14, 96)
+    assert torch.equal(eager.qkv.weight, scope['fsla']._orig_mod.qkv.weight)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            scope['out'], eager(x, hw_shape=(14, 14)), rtol=1e-5, atol=1e-5)
+    assert [f.shape[-2:] for f in scope['feats']] == [(25, 18), (13, 9),
+                                                      (7, 5), (4, 3)]
     torch._dynamo.reset()
 
 
