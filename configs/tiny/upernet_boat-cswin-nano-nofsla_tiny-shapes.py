@@ -2,7 +2,14 @@
 # CSWin of the same size), same data, schedule and seed.
 _base_ = './upernet_boat-cswin-nano_tiny-shapes.py'
 
-# Its own pretrained backbone (boat-cswin-nano-nofsla_stream-pretrain_
-# tiny-shapes.py) is still training: until it ships, this twin starts from
-# scratch, like its *-scratch config.
-model = dict(backbone=dict(fsla_blocks=[[], [], [], []], init_cfg=None))
+# Its own pretrained backbone: the no-FSLA twin of the BOAT-CSWin stream
+# pretraining (boat-cswin-nano-nofsla_stream-pretrain_tiny-shapes.py), the
+# same number of steps, shipped with mmboat.
+model = dict(
+    backbone=dict(
+        fsla_blocks=[[], [], [], []],
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='mmboat://tiny_shapes/'
+            'boat-cswin-nano-nofsla_stream-pretrain_tiny-shapes.pth',
+            prefix='backbone.')))
