@@ -94,21 +94,8 @@ def doc_block(page: str, marker: str) -> str:
     """The text of the one fenced block of ``page`` (a path from the
     repository root) that contains ``marker``: for tests that run a block
     of the docs themselves (its doc-test mark is then ``skip``)."""
-    import re
-    lines = (REPO_ROOT / page).read_text().splitlines()
-    found, k = [], 0
-    while k < len(lines):
-        fence = re.match(r'^(`{3,})', lines[k])
-        if not fence:
-            k += 1
-            continue
-        end = k + 1
-        while end < len(lines) and lines[end].strip() != fence.group(1):
-            end += 1
-        text = '\n'.join(lines[k + 1:end]) + '\n'
-        if marker in text:
-            found.append(text)
-        k = end + 1
+    from tests.test_docs import read_blocks
+    found = [b.text for b in read_blocks(page) if marker in b.text]
     assert len(found) == 1, f'{len(found)} blocks of {page} hold {marker!r}'
     return found[0]
 

@@ -2,14 +2,12 @@
 # CSWin of the same size), same data, schedule and seed.
 _base_ = './upernet_boat-cswin-nano_tiny-shapes.py'
 
-# Its own pretrained backbone: the no-FSLA twin of the BOAT-CSWin stream
-# pretraining (boat-cswin-nano-nofsla_stream-pretrain_tiny-shapes.py), the
-# same number of steps, shipped with mmboat.
+# Its own pretrained backbone (the base's init_cfg, another file): the
+# no-FSLA twin of the BOAT-CSWin stream pretraining, the same number of
+# steps, shipped with mmboat.
 model = dict(
     backbone=dict(
         fsla_blocks=[[], [], [], []],
         init_cfg=dict(
-            type='Pretrained',
             checkpoint='mmboat://tiny_shapes/'
-            'boat-cswin-nano-nofsla_stream-pretrain_tiny-shapes.pth',
-            prefix='backbone.')))
+            'boat-cswin-nano-nofsla_stream-pretrain_tiny-shapes.pth')))
