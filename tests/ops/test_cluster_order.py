@@ -15,6 +15,7 @@ custom-op registration, and its compiled CPU kernel (mmboat/ops/csrc,
 """
 import importlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from unittest import mock
 
@@ -212,6 +213,34 @@ def test_threads_and_layouts_do_not_change_the_order():
                 orders.append(cluster(xb, 8))
             assert all(torch.equal(o, orders[0]) for o in orders)
             assert torch.equal(orders[0], cluster(xb, 8, kernel='eager'))
+    finally:
+        torch.set_num_threads(threads)
+
+
+@needs_compiled
+def test_kept_workspaces_give_the_orders_of_the_torch_body():
+    """The kernel keeps its buffers from call to call (per thread, and a
+    pool for the clusterings that threads share): sizes that grow and
+    shrink, and calls from two Python threads at once (the kernel releases
+    the GIL), each give the torch body's order."""
+    g = torch.Generator().manual_seed(0)
+    xs = [
+        torch.randn(B, N, 16, generator=g, dtype=torch.float64)
+        for B, N in [(1, 3136), (3, 143), (2, 4200), (5, 784), (1, 50)]
+    ]
+    expected = [cluster(x, 8, kernel='eager') for x in xs]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # the shared top levels (few rows)
+        for _ in range(2):
+            assert all(
+                torch.equal(cluster(x, 8), e) for x, e in zip(xs, expected))
+        with impl('compiled'), ThreadPoolExecutor(2) as pool:
+            for _ in range(3):
+                got = pool.map(
+                    lambda x: torch.ops.mmboat.cluster_order(x, 8, 2, 100.),
+                    xs)
+                assert all(torch.equal(o, e) for o, e in zip(got, expected))
     finally:
         torch.set_num_threads(threads)
 

@@ -39,12 +39,10 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <type_traits>
 #include <vector>
-
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define MMBOAT_TARGET_CLONES __attribute__((target_clones("avx2", "default")))
@@ -451,8 +449,10 @@ constexpr int64_t kPrefetch = 16;
 // different subtrees of one clustering share it: each writes the slots and
 // groups of its own subtree only.
 // An array left uninitialised (what reads it writes it first), 64-byte
-// aligned; large ones on huge pages where the system has them (fewer page
-// faults). It only grows.
+// aligned. It only grows, and the buffers are kept from call to call
+// (``Workspace``): allocating them afresh cost more than the top levels of a
+// large clustering (page faults; with huge pages, 30 to 95 ms instead of
+// 25 for the top levels of 3 x 64,000 rows, 2 threads).
 template <typename T>
 class Buffer {
  public:
@@ -468,19 +468,11 @@ class Buffer {
     std::free(data_);
     data_ = nullptr;
     size_ = 0;
-    const size_t huge = size_t(2) << 20;
-    size_t bytes = std::max<size_t>(n * sizeof(T), 64);
-    const size_t align = bytes >= 2 * huge ? huge : 64;
-    bytes = (bytes + align - 1) / align * align;
+    const size_t bytes = (std::max<size_t>(n * sizeof(T), 64) + 63) / 64 * 64;
     void* p = nullptr;
-    if (posix_memalign(&p, align, bytes) != 0) {
+    if (posix_memalign(&p, 64, bytes) != 0) {
       throw std::bad_alloc();
     }
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (align == huge) {
-      madvise(p, bytes, MADV_HUGEPAGE);
-    }
-#endif
     data_ = static_cast<T*>(p);
     size_ = n;
   }
@@ -532,7 +524,8 @@ struct Tree {
   }
 };
 
-// What one thread needs for one split.
+// What one thread needs for one split; kept by each thread from call to
+// call (``thread_scratch``).
 template <typename T>
 struct Scratch {
   std::vector<T> total, first_sum, c1, c2, diff, block_a, block_b;
@@ -544,13 +537,25 @@ struct Scratch {
   // the thread's clustering when it does whole ones
   Tree<T> tree;
 
-  Scratch(int64_t d, int64_t Np)
-      : total(d), first_sum(d), c1(d), c2(d), diff(d), block_a(kBlock),
-        block_b(kBlock) {
+  // sizes for ``d`` features and groups of up to ``Np`` rows
+  void reserve(int64_t d, int64_t Np) {
+    for (auto* v : {&total, &first_sum, &c1, &c2, &diff}) {
+      v->resize(d);
+    }
+    block_a.resize(kBlock);
+    block_b.resize(kBlock);
     keys.resize(Np);
     rank_to_slot.resize(Np);
   }
 };
+
+// This thread's Scratch, sized for ``d`` and ``Np``.
+template <typename T>
+Scratch<T>& thread_scratch(int64_t d, int64_t Np) {
+  thread_local Scratch<T> scratch;
+  scratch.reserve(d, Np);
+  return scratch;
+}
 
 // One split of a group whose ``n`` real rows ``q`` (reciprocal norms
 // ``inv``) come first; ``first_half`` and ``rest`` are the sums of its first
@@ -789,12 +794,51 @@ void for_each_unit(int64_t units, int64_t unit_work, int64_t d, int64_t Np,
   }
   std::atomic<int64_t> next{0};
   at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
-    Scratch<T> w(d, Np);
+    Scratch<T>& w = thread_scratch<T>(d, Np);
     for (int64_t u = next++; u < units; u = next++) {
       body(u, w);
     }
   });
 }
+
+// The clusterings that threads share out (their subtrees), taken from a
+// pool that keeps them from call to call (calls from several Python threads
+// each take their own).
+template <typename T>
+struct SharedTrees {
+  std::vector<std::unique_ptr<Tree<T>>> trees;
+
+  explicit SharedTrees(int64_t n) {
+    std::lock_guard<std::mutex> lock(mutex());
+    auto& free = pool();
+    for (int64_t i = 0; i < n; ++i) {
+      if (free.empty()) {
+        trees.emplace_back(new Tree<T>());
+      } else {
+        trees.push_back(std::move(free.back()));
+        free.pop_back();
+      }
+    }
+  }
+  ~SharedTrees() {
+    std::lock_guard<std::mutex> lock(mutex());
+    for (auto& t : trees) {
+      pool().push_back(std::move(t));
+    }
+  }
+  SharedTrees(const SharedTrees&) = delete;
+  SharedTrees& operator=(const SharedTrees&) = delete;
+
+ private:
+  static std::vector<std::unique_ptr<Tree<T>>>& pool() {
+    static std::vector<std::unique_ptr<Tree<T>>> trees;
+    return trees;
+  }
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+};
 
 // ``NV``: the features are ``NV`` vectors (0: any number of features).
 template <typename T, int NV>
@@ -815,10 +859,11 @@ void cluster_rows(const at::Tensor& x, int64_t L, int64_t m, int64_t num_iters,
          B * work >= (int64_t(1) << 16)) {
     ++top;
   }
-  std::vector<Tree<T>> trees(top == 0 ? 0 : B);
+  SharedTrees<T> shared(top == 0 ? 0 : B);
+  std::vector<std::unique_ptr<Tree<T>>>& trees = shared.trees;
   for_each_unit<T>(B, work, d, Np, [&](int64_t b, Scratch<T>& w) {
     const T* xb = xp + b * N * d;
-    Tree<T>& t = top == 0 ? w.tree : trees[b];
+    Tree<T>& t = top == 0 ? w.tree : *trees[b];
     t.init(xb, N, d, Np, leaves);
     run_levels<T, NV>(xb, t, N, d, L, m, 0, top == 0 ? L : top, 0, num_iters,
                       temp, w, op + b * Np);
@@ -830,7 +875,7 @@ void cluster_rows(const at::Tensor& x, int64_t L, int64_t m, int64_t num_iters,
   for_each_unit<T>(B * subtrees, work >> top, d, Np,
                    [&](int64_t u, Scratch<T>& w) {
                      const int64_t b = u / subtrees, root = u % subtrees;
-                     run_levels<T, NV>(xp + b * N * d, trees[b], N, d, L, m,
+                     run_levels<T, NV>(xp + b * N * d, *trees[b], N, d, L, m,
                                        top, L, root, num_iters, temp, w,
                                        op + b * Np);
                    });
