@@ -2,7 +2,12 @@
 # Swin of the same size), same data, schedule and seed.
 _base_ = './upernet_boat-swin-nano_tiny-shapes.py'
 
-# Its own pretrained backbone (boat-swin-nano-nofsla_stream-pretrain_
-# tiny-shapes.py) is still training: until it ships, this twin starts from
-# scratch, like its *-scratch config.
-model = dict(backbone=dict(fsla_blocks=[[], [], [], []], init_cfg=None))
+# Its own pretrained backbone (the base's init_cfg, another file): the
+# no-FSLA twin of the BOAT-Swin stream pretraining, run to the end of its
+# schedule, shipped with mmboat.
+model = dict(
+    backbone=dict(
+        fsla_blocks=[[], [], [], []],
+        init_cfg=dict(
+            checkpoint='mmboat://tiny_shapes/'
+            'boat-swin-nano-nofsla_stream-pretrain_tiny-shapes.pth')))
