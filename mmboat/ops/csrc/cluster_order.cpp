@@ -423,7 +423,10 @@ void stable_argsort(const Key* keys, int64_t n, int32_t* rank_to_slot,
     entries[i] = (Entry(keys[i]) << kKeyBits) | Entry(uint32_t(i));
   }
   const Entry* sorted = entries;
-  if (n < 384) {
+  // radix from 96 keys on: 1.3 instead of 1.8 ms for 96 x 196 rows, 4.5
+  // instead of 6 ms for 48 x 784, 26 instead of 29 ms for 6 x 16,000 (one
+  // thread; the same order, as both sorts are stable)
+  if (n < 96) {
     std::sort(entries, entries + n);
   } else if (n < 1536) {
     sorted = radix_sort<8>(entries, n, entries + n, counts);
