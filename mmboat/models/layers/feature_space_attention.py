@@ -18,6 +18,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from mmboat.ops import (cluster_order, gather_cluster_qkv, key_overlap,
                         key_windows, slot_maps, to_token_order)
@@ -27,6 +28,8 @@ from .lepe import LePE
 from .padding import has_padding
 
 HWShape = Tuple[int, int]
+# leaves G, slots per leaf m and overlap o of a clustering
+ClusterShape = Tuple[int, int, int]
 
 
 class FeatureSpaceLocalAttention(nn.Module):
@@ -149,9 +152,8 @@ class FeatureSpaceLocalAttention(nn.Module):
         G, m = order.shape[1:]
         padded = has_padding(G * m - N)
         maps = slot_maps(order, N, self.num_heads, padded)
-        out = self._cluster_attention(qkv, order, maps, padded)
-        out = to_token_order(out, maps, x.shape)
-        out = out + self._lepe(qkv, hw_shape)
+        out, lepe = self._cluster_attention(qkv, order, maps, padded, hw_shape)
+        out = to_token_order(out, maps, x.shape) + lepe
         return self.proj_drop(self.proj(out))
 
     # ------------------------------------------------------------ public
@@ -199,29 +201,49 @@ class FeatureSpaceLocalAttention(nn.Module):
 
     # ------------------------------------------------------------ private
     def _cluster_attention(self, qkv: torch.Tensor, order: torch.Tensor, maps,
-                           padded: bool) -> torch.Tensor:
-        """Attention inside every leaf, over its own and its overlap keys.
+                           padded: bool, hw_shape: HWShape):
+        """Attention inside every leaf, over its own and its overlap keys,
+        and LePE: (B, N, h, 3, d) -> the attention output (B * h, G, m, d)
+        in the slot order and LePE (B, N, C).
 
-        (B, N, h, 3, d) -> (B * h, G, m, d), in the slot order. Padding keys
-        (``order`` -1, the same slots in every row) are masked when
-        ``padded``.
+        Padding keys (``order`` -1, the same slots in every row) are masked
+        when ``padded``. In training, with gradients recorded, what is
+        computed from the projections here (the key windows, which repeat
+        ``2 * overlap`` keys and values of every leaf pair, attention's
+        output, LePE's input) is computed again in the backward instead of
+        kept for it (activation checkpointing of :meth:`_attend_and_lepe`):
+        autograd keeps 5x the bytes of the layer's input instead of 8x.
         """
-        B, N, h, _, d = qkv.shape
+        N = qkv.shape[1]
         G, m = order.shape[1:]
         overlap = self.key_overlap(N)
-        q_c, k_c, v_c = gather_cluster_qkv(
-            qkv.view(B * N * h, 3 * d), maps, G, m, overlap)
         mask = None
         if padded:  # 4-D, or CPU runs unfused attention
             mask = order[:1] >= 0  # (1, G, m): the layout is per N only
             mask = key_windows(mask, overlap)[:, :, None, :]  # (1,G,1,m+o)
-        return F.scaled_dot_product_attention(
+        args = qkv, maps, (G, m, overlap), mask, hw_shape
+        if self.training and torch.is_grad_enabled() and qkv.requires_grad:
+            return checkpoint(
+                self._attend_and_lepe, *args, use_reentrant=False)
+        return self._attend_and_lepe(*args)
+
+    def _attend_and_lepe(self, qkv: torch.Tensor, maps, layout: ClusterShape,
+                         mask: Optional[torch.Tensor], hw_shape: HWShape):
+        """(B, N, h, 3, d) projections -> the queries of every leaf against
+        the keys and values of its key window, (B * h, G, m, d) in the slot
+        order, and LePE (B, N, C); ``layout = (G, m, overlap)``."""
+        B, N, h, _, d = qkv.shape
+        G, m, overlap = layout
+        q_c, k_c, v_c = gather_cluster_qkv(
+            qkv.view(B * N * h, 3 * d), maps, G, m, overlap)
+        out = F.scaled_dot_product_attention(
             q_c,
             k_c,
             v_c,
             attn_mask=mask,
             dropout_p=self.attn_drop if self.training else 0.,
             scale=self.scale)
+        return out, self._lepe(qkv, hw_shape)
 
     def _lepe(self, qkv: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
         """LePE: ``get_v`` on the values in image order -> (B, N, C).

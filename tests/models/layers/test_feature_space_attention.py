@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmboat.models.layers import FeatureSpaceLocalAttention, num_cluster_levels
+from mmboat.models.layers import (FeatureSpaceLocalAttention,
+                                  feature_space_attention, num_cluster_levels)
 from mmboat.ops import cluster_gather, slot_maps
 from tests.helpers import doc_block, published_fsla_module, rel_err
 
@@ -367,6 +368,50 @@ def test_cluster_qkv_matches_frozen_gather_bit_for_bit(monkeypatch, dtype, hw,
     assert len(new) == len(old)
     for a, b in zip(new, old):
         assert a.dtype == dtype and torch.equal(a, b)
+
+
+def _kept_for_backward(m, x, hw):
+    """Bytes of the distinct float storages and the shapes of every tensor
+    that autograd keeps for the backward of ``m(x, hw)``; runs the
+    backward."""
+    storages, shapes = {}, []
+
+    def pack(t):
+        shapes.append(tuple(t.shape))
+        if t.is_floating_point():
+            storages[t.untyped_storage().data_ptr()] = \
+                t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = m(x, hw)
+    out.sum().backward()
+    return sum(storages.values()), shapes
+
+
+@pytest.mark.parametrize('hw', [(14, 14), (13, 11), (7, 7)])
+def test_attention_and_lepe_are_recomputed_for_the_backward(monkeypatch, hw):
+    """Autograd keeps no tensor of the key windows' shape (m + o slots, the
+    overlap repeated), nor attention's output or LePE's input: about 3x
+    the input's bytes less than without the recomputation (8x the input per
+    layer), with the same gradients
+    (test_cluster_qkv_matches_frozen_gather_bit_for_bit)."""
+    m = build(48, 3).train()
+    N = hw[0] * hw[1]
+    x = torch.randn(4, N, 48, dtype=torch.float64, requires_grad=True)
+    L = num_cluster_levels(N, m.cluster_size)
+    window = -(-N // 2**L) + m.key_overlap(N)
+    kept, shapes = _kept_for_backward(m, x, hw)
+    monkeypatch.setattr(feature_space_attention, 'checkpoint',
+                        lambda function, *args, **kwargs: function(*args))
+    kept_before, shapes_before = _kept_for_backward(m, x, hw)
+    input_bytes = x.numel() * x.element_size()
+    if L > 0:  # windows of own + overlap slots
+        assert [s for s in shapes_before if s[2:3] == (window, )]
+        assert not [s for s in shapes if s[2:3] == (window, )], shapes
+    # one leaf (L = 0): no overlap, the q/k/v copies hold what qkv holds
+    saved = 2.5 if L > 0 else 1.5
+    assert kept <= kept_before - saved * input_bytes, (kept, kept_before)
 
 
 @pytest.mark.slow
