@@ -453,9 +453,10 @@ constexpr int64_t kPrefetch = 16;
 // groups of its own subtree only.
 // An array left uninitialised (what reads it writes it first), 64-byte
 // aligned. It only grows, and the buffers are kept from call to call
-// (``Workspace``): allocating them afresh cost more than the top levels of a
-// large clustering (page faults; with huge pages, 30 to 95 ms instead of
-// 25 for the top levels of 3 x 64,000 rows, 2 threads).
+// (``thread_scratch``, ``SharedTrees``): allocating them afresh cost more
+// than the top levels of a large clustering (page faults; with huge pages,
+// 30 to 95 ms instead of 25 for the top levels of 3 x 64,000 rows, 2
+// threads).
 template <typename T>
 class Buffer {
  public:
