@@ -65,6 +65,13 @@ def test_publish_and_plot_a_pretraining_run(tmp_path):
         '--out', picture)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert Image.open(picture).size == (960, 600)
+    # the run with its shipped checkpoint marked (its curve drawn once)
+    marked = tmp_path / 'marked.png'
+    proc = run_tool(
+        REPO_ROOT / 'tools' / 'analysis_tools' / 'plot_pretraining.py', work,
+        '--shipped', '--manifest', shipped / 'manifest.json', '--out', marked)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (Image.open(marked).tobytes() != Image.open(picture).tobytes())
     # the curves the manifest recorded, once the work dir is gone
     picture.unlink()
     proc = run_tool(

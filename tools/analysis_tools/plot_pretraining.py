@@ -9,8 +9,9 @@ sessions (``--resume``); its curve is read from the run's own logs
 (``<timestamp>/vis_data/scalars.json``). ``--shipped`` adds the curve that
 the manifest (``--manifest``, default: the package's) recorded from the
 logs of each shipped backbone whose run is not given as a WORK_DIR (up to
-its shipped epoch). A run's no-FSLA twin is drawn dashed in the colour of
-its BOAT run.
+its shipped epoch), and marks the step and val top-1 of the shipped
+checkpoint of every plotted config. A run's no-FSLA twin is drawn dashed in
+the colour of its BOAT run.
 """
 import argparse
 import json
@@ -52,18 +53,18 @@ def parse_args(argv=None):
     return args
 
 
-def shipped_curves(manifest_file, skip):
-    """(config name, [(step, top-1)]) of every shipped backbone of
-    ``manifest_file`` with a recorded curve whose config name is not in
-    ``skip``."""
+def read_shipped(manifest_file):
+    """{config name: (curve, (steps, val top-1))} of the checkpoints of
+    ``manifest_file``; the curve ([(step, top-1)]) is empty where the
+    manifest recorded none."""
     with open(manifest_file) as f:
         manifest = json.load(f)
-    curves = []
-    for entry in manifest.values():
-        name = osp.splitext(osp.basename(entry['config']))[0]
-        if 'val_curve' in entry and name not in skip:
-            curves.append((name, [tuple(p) for p in entry['val_curve']]))
-    return curves
+    return {
+        osp.splitext(osp.basename(entry['config']))[0]:
+        ([tuple(p) for p in entry.get('val_curve', [])], (entry['steps'],
+                                                          entry['val_top1']))
+        for entry in manifest.values()
+    }
 
 
 def main(argv=None):
@@ -72,8 +73,10 @@ def main(argv=None):
         curves = [val_curve(w) for w in args.work_dirs]
     except ValueError as e:
         exit_with_error(f'plot_pretraining: {e}', e)
-    if args.shipped:
-        curves += shipped_curves(args.manifest, {name for name, _ in curves})
+    shipped = read_shipped(args.manifest) if args.shipped else {}
+    given = {name for name, _ in curves}
+    curves += [(name, curve) for name, (curve, _) in shipped.items()
+               if curve and name not in given]
     curves.sort()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     colours = {}
@@ -87,6 +90,20 @@ def main(argv=None):
             linestyle='--' if '-nofsla' in name else '-',
             color=colour,
             label=name.split('_')[0])
+        if name in shipped:
+            ax.plot(
+                *shipped[name][1],
+                marker='o',
+                markersize=7,
+                color=colour,
+                markerfacecolor='white' if '-nofsla' in name else colour,
+                linestyle='none')
+    if any(name in shipped for name, _ in curves):
+        ax.plot([], [],
+                marker='o',
+                color='grey',
+                linestyle='none',
+                label='shipped checkpoint')
     ax.axhline(
         97, color='grey', linewidth=0.8, linestyle=':', label='target 97%')
     ax.set_xlabel('training step (batch 32)')
