@@ -79,17 +79,20 @@ def main(argv=None):
                if curve and name not in given]
     curves.sort()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    colours = {}
+    colours, labels = {}, set()
     for name, points in curves:
         family = name.split('_')[0].replace('-nofsla', '')
         colour = colours.setdefault(family, f'C{len(colours)}')
         steps, top1 = zip(*points) if points else ((), ())
+        # a second cycle continues its first's line: one legend entry
+        label = name.split('_')[0]
         ax.plot(
             steps,
             top1,
             linestyle='--' if '-nofsla' in name else '-',
             color=colour,
-            label=name.split('_')[0])
+            label=None if label in labels else label)
+        labels.add(label)
         if name in shipped:
             ax.plot(
                 *shipped[name][1],

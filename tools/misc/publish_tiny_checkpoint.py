@@ -10,7 +10,9 @@ backbone weights (float32, ``backbone.*`` keys, nothing else; with
 teacher's distillation needs) to
 ``mmboat/checkpoints/tiny_shapes/<config name>.pth`` and records in
 ``mmboat/checkpoints/manifest.json`` the config, the commit it was trained
-at, steps, wall time, val top-1, the val top-1 curve up to the shipped
+at, steps (from the start of the backbone's training: a second cycle
+counts on from the shipped checkpoint it starts from), wall time, val
+top-1, the val top-1 curve up to the shipped
 epoch (``val_curve``, [step, top-1] pairs, which ``plot_pretraining.py
 --shipped`` draws once the work dir is gone), sha256 and the command that
 reproduces it.
@@ -32,7 +34,7 @@ from mmengine.config import Config
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # run from a clone without installing
 
-from mmboat.analysis.run_logs import run_config, val_curve  # noqa: E402
+from mmboat.analysis import run_logs  # noqa: E402
 from mmboat.utils import load_checkpoint_file  # noqa: E402
 from mmboat.utils.checkpoint import SHIPPED_DIR  # noqa: E402
 from mmboat.utils.runner_cli import exit_with_error  # noqa: E402
@@ -104,10 +106,11 @@ def main(argv=None):
     args = parse_args(argv)
     work_dir = osp.abspath(args.work_dir)
     try:
-        name, curve = val_curve(work_dir)  # refuses a folder with no run
+        name, curve = run_logs.val_curve(
+            work_dir)  # refuses a folder with no run
     except ValueError as e:
         exit_with_error(f'publish: {e}', e)
-    config = run_config(work_dir)
+    config = run_logs.run_config(work_dir)
     checkpoint = args.checkpoint
     if checkpoint is None:
         with open(osp.join(work_dir, 'last_checkpoint')) as f:
@@ -119,7 +122,9 @@ def main(argv=None):
         k: v.float().clone() if v.is_floating_point() else v.clone()
         for k, v in ckpt['state_dict'].items() if k.startswith(parts)
     }
-    epoch, step = ckpt['meta']['epoch'], ckpt['meta']['iter']
+    # steps from the start of the backbone's training, as the curve's
+    epoch = ckpt['meta']['epoch']
+    step = run_logs.start_step(Config.fromfile(config)) + ckpt['meta']['iter']
     curve = [(s, round(t, 2)) for s, t in curve if s <= step]
     if not curve or curve[-1][0] != step:
         exit_with_error(f'publish: no val top-1 of epoch {epoch} in the '
