@@ -12,7 +12,7 @@ from typing import Iterator, List, Tuple
 
 from mmengine.config import Config
 
-from mmboat.utils.checkpoint import SHIPPED_DIR, SHIPPED_SCHEME
+from mmboat.utils.checkpoint import shipped_backbone_entry
 
 Curve = List[Tuple[int, float]]
 
@@ -41,13 +41,8 @@ def start_step(cfg: Config) -> int:
     """The training steps the backbone of ``cfg`` had before its run: those
     of the shipped checkpoint its ``init_cfg`` starts from (the manifest's
     ``steps``), else 0."""
-    init = cfg.model.backbone.get('init_cfg') or {}
-    checkpoint = init.get('checkpoint', '') if isinstance(init, dict) else ''
-    if not checkpoint.startswith(SHIPPED_SCHEME):
-        return 0
-    with open(osp.join(SHIPPED_DIR, 'manifest.json')) as f:
-        manifest = json.load(f)
-    return manifest[checkpoint[len(SHIPPED_SCHEME):]]['steps']
+    entry = shipped_backbone_entry(cfg)
+    return entry['steps'] if entry else 0
 
 
 def val_curve(work_dir: str) -> Tuple[str, Curve]:

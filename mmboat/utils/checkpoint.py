@@ -16,6 +16,7 @@ install (:func:`use_checkpoint_formats`; ``import mmboat`` does).
 """
 import codecs
 import collections
+import json
 import logging
 import os
 import pickle
@@ -151,6 +152,21 @@ class _RestrictedPickleModule:
 SHIPPED_SCHEME = 'mmboat://'
 SHIPPED_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'checkpoints')
+
+#: what each shipped file is: config, steps, val top-1, sha256, ...
+SHIPPED_MANIFEST = os.path.join(SHIPPED_DIR, 'manifest.json')
+
+
+def shipped_backbone_entry(cfg) -> Optional[dict]:
+    """The :data:`SHIPPED_MANIFEST` entry of the shipped checkpoint that the
+    backbone of config ``cfg`` starts from (``init_cfg`` with an
+    ``mmboat://`` checkpoint), or None when it starts from none."""
+    init = cfg.model.backbone.get('init_cfg') or {}
+    path = init.get('checkpoint') if isinstance(init, dict) else None
+    if not (isinstance(path, str) and path.startswith(SHIPPED_SCHEME)):
+        return None
+    with open(SHIPPED_MANIFEST) as f:
+        return json.load(f)[path[len(SHIPPED_SCHEME):]]
 
 
 def resolve_checkpoint_path(path: str) -> str:

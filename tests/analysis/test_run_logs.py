@@ -6,10 +6,10 @@ from pathlib import Path
 from mmengine.config import Config
 
 from mmboat.analysis.run_logs import start_step
-from mmboat.utils.checkpoint import SHIPPED_DIR
+from mmboat.utils.checkpoint import SHIPPED_MANIFEST
 
 TINY = Path(__file__).resolve().parents[2] / 'configs' / 'tiny'
-MANIFEST = json.loads((Path(SHIPPED_DIR) / 'manifest.json').read_text())
+MANIFEST = json.loads(Path(SHIPPED_MANIFEST).read_text())
 
 
 def test_a_second_cycle_counts_on_from_its_shipped_backbone():

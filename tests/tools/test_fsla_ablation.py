@@ -2,6 +2,8 @@
 tiny detection configs (BOAT and its no-FSLA twin, two seeds, a one-epoch
 schedule on a few images), tabulated; a second call reuses the finished
 runs."""
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +11,7 @@ import sys
 import pytest
 
 from mmboat.datasets import make_tiny_datasets
+from mmboat.utils.checkpoint import SHIPPED_MANIFEST
 from tests.helpers import REPO_ROOT
 
 SCRIPT = REPO_ROOT / 'tools' / 'analysis_tools' / 'fsla_ablation.py'
@@ -43,6 +46,8 @@ def test_ablation_table_from_real_runs(tmp_path):
     rows = [r for r in table.splitlines() if r.startswith('| swin |')]
     assert [r.split(' | ')[1:3] for r in rows] == [['BOAT', 'scratch'],
                                                    ['no FSLA', 'scratch']]
+    # no pretrained backbone, no pretraining top-1
+    assert [r.split(' | ')[3] for r in rows] == ['-', '-']
     for row in rows:
         cells = row.strip(' |').split(' | ')[4:]
         assert len(cells) == 2 and all(' ± ' in c for c in cells), row
@@ -54,6 +59,22 @@ def test_ablation_table_from_real_runs(tmp_path):
     again = ablation(tmp_path, *args)
     assert again.returncode == 0 and '[ablation] ' not in again.stdout
     assert (tmp_path / 'table.md').read_text() == table
+
+
+def test_pretraining_top1_is_that_of_the_backbone_the_config_reads():
+    spec = importlib.util.spec_from_file_location('fsla_ablation', SCRIPT)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    with open(SHIPPED_MANIFEST) as f:
+        manifest = json.load(f)
+    for variant in ('', '-nofsla'):
+        shipped = manifest['tiny_shapes/boat-swin-nano'
+                           f'{variant}_stream-pretrain_tiny-shapes.pth']
+        assert tool.pretrain_top1(
+            f'upernet_boat-swin-nano{variant}_tiny-shapes') == \
+            shipped['val_top1']
+        assert tool.pretrain_top1(
+            f'upernet_boat-swin-nano{variant}-scratch_tiny-shapes') is None
 
 
 def test_bad_arguments_exit_2(tmp_path):

@@ -16,7 +16,6 @@ standard deviation over the seeds, and the val top-1 of its pretrained
 backbone from ``mmboat/checkpoints/manifest.json``.
 """
 import argparse
-import json
 import os
 import os.path as osp
 import statistics
@@ -28,9 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # run from a clone without installing
 
-from mmboat.analysis.run_logs import scalar_records  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 
-MANIFEST = osp.join(REPO, 'mmboat', 'checkpoints', 'manifest.json')
+from mmboat.analysis.run_logs import scalar_records  # noqa: E402
+from mmboat.utils.checkpoint import shipped_backbone_entry  # noqa: E402
+
 #: per task: the config name pattern and the metrics to report
 TASKS = dict(
     det=('mask-rcnn_boat-{fam}-nano{variant}{init}_fpn_tiny-shapes',
@@ -111,14 +112,12 @@ def train(config: str, seed: int, run_dir: str, options, names) -> dict:
     return metrics
 
 
-def pretrain_top1(fam: str, variant: str):
-    if not osp.exists(MANIFEST):
-        return None
-    with open(MANIFEST) as f:
-        manifest = json.load(f)
-    entry = manifest.get(
-        f'tiny_shapes/boat-{fam}-nano{variant}_stream-pretrain_tiny-shapes'
-        '.pth')
+def pretrain_top1(config: str):
+    """Val top-1 of the shipped backbone that ``config`` (its pretrained
+    variant) starts from, from the manifest; None when it starts from
+    none."""
+    entry = shipped_backbone_entry(
+        Config.fromfile(osp.join(REPO, 'configs', 'tiny', f'{config}.py')))
     return entry and entry['val_top1']
 
 
@@ -146,8 +145,8 @@ def table(results, args) -> str:
             for label, variant in VARIANTS:
                 for init in args.init:
                     runs = results.get((task, fam, variant, init), [])
-                    top1 = pretrain_top1(fam, variant) \
-                        if init == 'pretrained' else None
+                    top1 = pretrain_top1(TASKS[task][0].format(
+                        fam=fam, variant=variant, init=INITS[init]))
                     cells = [
                         mean_std([r[n] for r in runs if n in r]) for n in names
                     ]

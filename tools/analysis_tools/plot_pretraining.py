@@ -27,7 +27,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # run from a clone without installing
 
 from mmboat.analysis.run_logs import val_curve  # noqa: E402
-from mmboat.utils.checkpoint import SHIPPED_DIR  # noqa: E402
+from mmboat.utils.checkpoint import SHIPPED_MANIFEST  # noqa: E402
 from mmboat.utils.runner_cli import exit_with_error  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def parse_args(argv=None):
         'backbones')
     parser.add_argument(
         '--manifest',
-        default=osp.join(SHIPPED_DIR, 'manifest.json'),
+        default=SHIPPED_MANIFEST,
         help='the manifest of --shipped (default: the package\'s)')
     parser.add_argument(
         '--out',
@@ -81,11 +81,11 @@ def main(argv=None):
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     colours, labels = {}, set()
     for name, points in curves:
-        family = name.split('_')[0].replace('-nofsla', '')
-        colour = colours.setdefault(family, f'C{len(colours)}')
-        steps, top1 = zip(*points) if points else ((), ())
         # a second cycle continues its first's line: one legend entry
         label = name.split('_')[0]
+        family = label.replace('-nofsla', '')
+        colour = colours.setdefault(family, f'C{len(colours)}')
+        steps, top1 = zip(*points) if points else ((), ())
         ax.plot(
             steps,
             top1,

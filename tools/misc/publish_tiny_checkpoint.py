@@ -106,11 +106,11 @@ def main(argv=None):
     args = parse_args(argv)
     work_dir = osp.abspath(args.work_dir)
     try:
-        name, curve = run_logs.val_curve(
-            work_dir)  # refuses a folder with no run
+        # refuses a folder with no run
+        name, curve = run_logs.val_curve(work_dir)
     except ValueError as e:
         exit_with_error(f'publish: {e}', e)
-    config = run_logs.run_config(work_dir)
+    cfg = Config.fromfile(run_logs.run_config(work_dir))
     checkpoint = args.checkpoint
     if checkpoint is None:
         with open(osp.join(work_dir, 'last_checkpoint')) as f:
@@ -124,7 +124,7 @@ def main(argv=None):
     }
     # steps from the start of the backbone's training, as the curve's
     epoch = ckpt['meta']['epoch']
-    step = run_logs.start_step(Config.fromfile(config)) + ckpt['meta']['iter']
+    step = run_logs.start_step(cfg) + ckpt['meta']['iter']
     curve = [(s, round(t, 2)) for s, t in curve if s <= step]
     if not curve or curve[-1][0] != step:
         exit_with_error(f'publish: no val top-1 of epoch {epoch} in the '
@@ -159,7 +159,7 @@ def main(argv=None):
         commit=commit,
         steps=step,
         epochs=epoch,
-        schedule_epochs=Config.fromfile(config).train_cfg.max_epochs,
+        schedule_epochs=cfg.train_cfg.max_epochs,
         wall_minutes=round(wall_minutes(session_logs(work_dir), epoch), 1),
         val_top1=top1,
         val_curve=[list(point) for point in curve],
